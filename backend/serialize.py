@@ -1,0 +1,162 @@
+"""Delegated edge subgraph -> int4_cuda flatbuffer blob (schema/int4_cuda.fbs) + named constants.
+
+Every constant goes to ExecuTorch's NamedDataStore under a content-hash key (identical bytes
+collapse to one entry), tagged for `<name>.ptd` unless weights are embedded in the .pte.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Dict, List, Optional
+
+import flatbuffers
+import torch
+from executorch.exir._serialize._named_data_store import NamedDataStore
+from torch.export import ExportedProgram
+from torch.export.exported_program import InputKind
+
+from int4_cuda.passes.graph_utils import INT4_WEIGHT_META, aten_op, constant_target, constant_value
+from int4_cuda.schema import (
+    DimT, DType, FILE_IDENTIFIER, FormatVersion, GraphT, Int4MatMulT, Int4WeightT, OpCode, OpT,
+    SymbolBindingT, TensorT, arg_type_of, make,
+)
+
+from .op_support import SHAPE_ONLY, Unsupported, affine_dim, describe
+
+TORCH_TO_DTYPE = {
+    torch.float32: DType.FLOAT32, torch.bfloat16: DType.BFLOAT16, torch.float16: DType.FLOAT16,
+    torch.int64: DType.INT64, torch.int32: DType.INT32, torch.uint8: DType.UINT8,
+    torch.int8: DType.INT8, torch.bool: DType.BOOL,
+}
+DTYPE_TO_TORCH = {v: k for k, v in TORCH_TO_DTYPE.items()}
+
+# Alignment of each constant inside the .ptd/.pte, so a loader may map it and copy it as is.
+CONSTANT_ALIGNMENT = 64
+
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    return t.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+# Named-data keys of int4_cuda constants: prefix + sha256 of the bytes (identical data, one entry).
+CONSTANT_KEY_PREFIX = "i4cu."
+
+
+def constant_key(data: bytes) -> str:
+    return CONSTANT_KEY_PREFIX + hashlib.sha256(data).hexdigest()
+
+
+class _GraphWriter:
+    def __init__(self, ep: ExportedProgram, store: NamedDataStore, external_tag: Optional[str]):
+        self.ep, self.store, self.tag = ep, store, external_tag
+        self.g = make(GraphT, version=FormatVersion.CURRENT, values=[], inputs=[], outputs=[], ops=[],
+                      int4Weights=[], symbols=[])
+        self.ids: Dict[torch.fx.Node, int] = {}
+        self.symbols: Dict[object, int] = {}
+
+    # -- values ---------------------------------------------------------------------------------
+    def _dims(self, shape) -> List[DimT]:
+        out = []
+        for size in shape:
+            offset, coeff, sym = affine_dim(size)
+            if sym is not None and sym not in self.symbols:
+                raise Unsupported(f"dynamic size {sym} is not a dimension of any delegate input")
+            out.append(make(DimT, offset=offset, coeff=coeff, symbol=-1 if sym is None else self.symbols[sym]))
+        return out
+
+    def _new_value(self, val: torch.Tensor, name: str, key: Optional[str] = None) -> int:
+        if val.dtype not in TORCH_TO_DTYPE:
+            raise Unsupported(f"{name}: dtype {val.dtype}")
+        self.g.values.append(make(TensorT, dtype=TORCH_TO_DTYPE[val.dtype], dims=self._dims(val.shape),
+                                  constantKey=key, name=name))
+        return len(self.g.values) - 1
+
+    def value(self, node: torch.fx.Node) -> int:
+        if node in self.ids:
+            return self.ids[node]
+        target = constant_target(self.ep, node)
+        if target is not None:
+            t = constant_value(self.ep, node)
+            data = tensor_bytes(t)
+            key = constant_key(data)
+            self.store.add_named_data(key, data, alignment=CONSTANT_ALIGNMENT, external_tag=self.tag)
+            self.ids[node] = self._new_value(t, target, key)
+        else:
+            self.ids[node] = self._new_value(node.meta["val"], node.name)
+        return self.ids[node]
+
+    # -- graph ----------------------------------------------------------------------------------
+    def _bind_symbols(self, user_inputs: List[torch.fx.Node]) -> None:
+        for node in user_inputs:
+            val = node.meta["val"]
+            for d, size in enumerate(val.shape):
+                if isinstance(size, int):
+                    continue
+                expr = size.node.expr
+                if not expr.is_Symbol or expr in self.symbols:
+                    continue
+                rng = self.ep.range_constraints.get(expr) or size.node.shape_env.var_to_range.get(expr)
+                lo, hi = (rng.lower, rng.upper) if rng is not None else (0, None)
+                if hi is None or not hi.is_finite:
+                    raise Unsupported(
+                        f"input {node.name} dim {d} is dynamic without an upper bound; "
+                        f"give torch.export.Dim(..., max=...) so the runtime can plan memory"
+                    )
+                # torch.export reports a lower bound of 2 for Dim(min=1) (0/1 specialization) although
+                # the graph is valid at 1 — and size 1 is the decode step — so 2 is read as 1.
+                lo = 1 if int(lo) <= 2 else int(lo)
+                self.symbols[expr] = len(self.g.symbols)
+                self.g.symbols.append(make(SymbolBindingT, value=0, dim=d, minValue=lo, maxValue=int(hi)))
+                self.g.symbols[-1]._input_node = node
+
+    def _int4_weight(self, node: torch.fx.Node) -> Int4MatMulT:
+        info = node.meta.get(INT4_WEIGHT_META)
+        if info is None:
+            raise Unsupported(f"{node.name}: int4_plain_mm without a recorded layout (the int4_cuda passes did not run)")
+        q, s, z = (self.value(a) for a in node.args[1:4])
+        self.g.int4Weights.append(make(
+            Int4WeightT, name=info["name"], layout=info["layout"], n=info["n"], k=info["k"],
+            groupSize=info["group_size"], qdata=q, scale=s, zero=z))
+        return make(Int4MatMulT, weight=len(self.g.int4Weights) - 1)
+
+    def write(self) -> bytes:
+        ep = self.ep
+        placeholders = [n for n in ep.graph.nodes if n.op == "placeholder" and constant_target(ep, n) is None]
+        user_inputs = [n for n in placeholders if isinstance(n.meta.get("val"), torch.Tensor)]
+        kinds = {s.arg.name: s.kind for s in ep.graph_signature.input_specs}
+        for n in user_inputs:
+            if kinds.get(n.name) != InputKind.USER_INPUT:
+                raise Unsupported(f"delegate input {n.name} of kind {kinds.get(n.name)} (mutable buffers are not supported)")
+        self._bind_symbols(user_inputs)
+        # Scalar (SymInt) delegate arguments are -1: every size is bound from the tensor inputs.
+        self.g.inputs = [self.value(n) if n in user_inputs else -1 for n in placeholders]
+        for sb in self.g.symbols:
+            sb.value = self.ids[sb._input_node]
+            del sb._input_node
+        for node in ep.graph.nodes:
+            if node.op != "call_function" or aten_op(node) in SHAPE_ONLY:
+                continue
+            desc = describe(node)
+            arg = self._int4_weight(node) if desc.code == OpCode.INT4_PLAIN_MM else desc.arg
+            inputs = [-1 if i is None else self.value(i) for i in desc.inputs]
+            op = make(OpT, code=desc.code, inputs=inputs, outputs=[self.value(node)], name=node.name)
+            if arg is not None:
+                op.argType, op.arg = arg_type_of(arg), arg
+            self.g.ops.append(op)
+        out_node = next(n for n in ep.graph.nodes if n.op == "output")
+        outs = []
+        for o in out_node.args[0]:
+            vid = self.value(o)
+            if vid in self.g.inputs or self.g.values[vid].constantKey:
+                # A delegate output must be a value the graph computes: copy inputs/constants.
+                copy = self._new_value(o.meta["val"], o.name + "_out")
+                self.g.ops.append(make(OpT, code=OpCode.COPY, inputs=[vid], outputs=[copy], name=o.name + "_out"))
+                vid = copy
+            outs.append(vid)
+        self.g.outputs = outs
+        b = flatbuffers.Builder(1024)
+        b.Finish(self.g.Pack(b), file_identifier=FILE_IDENTIFIER)
+        return bytes(b.Output())
+
+
+def serialize_graph(ep: ExportedProgram, store: NamedDataStore, external_tag: Optional[str]) -> bytes:
+    return _GraphWriter(ep, store, external_tag).write()
