@@ -14,7 +14,9 @@ import torch
 import executorch.exir  # noqa: F401  (registers torch.ops.dim_order_ops)
 
 from int4_cuda.passes.graph_utils import INT4_MM, aten_op
-from int4_cuda.schema import DimsArgT, NormArgT, OpCode, ScalarArgT, SdpaArgT, SliceArgT, make
+from int4_cuda.schema import (
+    DimsArgT, KvAttentionArgT, NormArgT, OpCode, RopeArgT, ScalarArgT, SdpaArgT, SliceArgT, make,
+)
 
 aten = torch.ops.aten
 dim_order_ops = torch.ops.dim_order_ops
@@ -53,6 +55,7 @@ _COPIES = {
 SHAPE_ONLY = {aten.sym_size.int}
 
 _FLOAT = {torch.float32, torch.bfloat16, torch.float16}
+_BIG = 2**62  # "to the end" for slice bounds
 
 
 def _val(node) -> torch.Tensor:
@@ -144,24 +147,34 @@ def describe(node: torch.fx.Node) -> OpDesc:
         tensors = list(a[0])
         dim = a[1] if len(a) > 1 else node.kwargs.get("dim", 0)
         return OpDesc(OpCode.CAT, tensors, make(DimsArgT, dims=[_norm_dim(dim, _val(node).dim())]))
-    if op is aten.slice_copy.Tensor or op is aten.slice.Tensor:
+    if op in (aten.slice_copy.Tensor, aten.slice.Tensor, aten.select_copy.int, aten.select.int):
         x = _val(a[0])
         dim = _norm_dim(a[1] if len(a) > 1 else 0, x.dim())
-        size = x.shape[dim]
-        if not isinstance(size, int):
-            raise Unsupported("slice along a dynamic dimension")
-        start = a[2] if len(a) > 2 and a[2] is not None else 0
-        end = a[3] if len(a) > 3 and a[3] is not None else size
-        step = a[4] if len(a) > 4 else 1
+        if op in (aten.select_copy.int, aten.select.int):
+            start, end, step = a[2], (a[2] + 1) or _BIG, 1
+        else:
+            start = a[2] if len(a) > 2 and a[2] is not None else 0
+            end = a[3] if len(a) > 3 and a[3] is not None else _BIG
+            step = a[4] if len(a) > 4 else 1
         if not all(isinstance(t, int) for t in (start, end, step)) or step < 1:
-            raise Unsupported("slice with dynamic or negative bounds/step")
-        start, end = (max(0, min(size, t + size if t < 0 else t)) for t in (start, end))
-        return OpDesc(OpCode.SLICE, [a[0]], make(SliceArgT, dim=dim, start=start, end=end, step=step))
+            raise Unsupported("slice with symbolic bounds or a non-positive step")
+        size = x.shape[dim]
+        if isinstance(size, int):  # static: resolve now; dynamic: negative bounds resolve at run time
+            start, end = (max(0, min(size, t + size if t < 0 else t)) for t in (start, end))
+        elif start > 0 or (0 <= end < _BIG):
+            raise Unsupported("slice of a dynamic dimension at a positive offset")
+        return OpDesc(OpCode.SLICE, [a[0]], make(SliceArgT, dim=dim, start=start, end=min(end, _BIG), step=step))
     if op in _COPIES:
         _contiguous_dim_order(node)
         return OpDesc(OpCode.COPY, [a[0]])
     if op is aten.embedding.default:
         return OpDesc(OpCode.EMBEDDING, [a[0], a[1]])
+    if op is torch.ops.int4_cuda.rope.default:
+        return OpDesc(OpCode.ROPE, [a[0], a[1], a[2], a[3]], make(RopeArgT, interleaved=bool(a[4])))
+    if op is torch.ops.int4_cuda.kv_attention.default:
+        scale = a[6] if len(a) > 6 else node.kwargs.get("scale", 0.0)
+        return OpDesc(OpCode.KV_ATTENTION, [a[0], a[1], a[2], a[3]],
+                      make(KvAttentionArgT, layer=int(a[4]), maxSeqLen=int(a[5]), scale=float(scale)))
     raise Unsupported(f"operator {op} is not in the int4_cuda op set")
 
 

@@ -39,3 +39,67 @@ def int4_plain_mm(x, qdata, scale, zero, group_size):
 def _int4_plain_mm_fake(x, qdata, scale, zero, group_size):
     _check(x, qdata, scale, zero, group_size)
     return x.new_empty(x.shape[0], qdata.shape[0])
+
+
+# -- LLM ops ---------------------------------------------------------------------------------------
+_lib.define("rope(Tensor x, Tensor cos, Tensor sin, Tensor start_pos, bool interleaved) -> Tensor")
+_lib.define(
+    "kv_attention(Tensor q, Tensor k, Tensor v, Tensor start_pos, int layer, int max_seq_len, float scale=0.0) -> Tensor"
+)
+
+
+@torch.library.impl(_lib, "rope", "CompositeExplicitAutograd")
+def rope(x, cos, sin, start_pos, interleaved):
+    """x [B, T, H, D] rotated by the angles of positions start_pos + t (schema OpCode.ROPE)."""
+    t, d = x.shape[1], x.shape[-1]
+    p0 = int(start_pos.reshape(-1)[0])
+    c = cos[p0:p0 + t].float()[None, :, None, :]  # [1, T, 1, D/2]
+    s = sin[p0:p0 + t].float()[None, :, None, :]
+    xf = x.float()
+    if interleaved:
+        a, b = xf[..., 0::2], xf[..., 1::2]
+        out = torch.stack([a * c - b * s, b * c + a * s], dim=-1).flatten(-2)
+    else:
+        a, b = xf[..., : d // 2], xf[..., d // 2:]
+        out = torch.cat([a * c - b * s, b * c + a * s], dim=-1)
+    return out.to(x.dtype)
+
+
+@torch.library.register_fake("int4_cuda::rope")
+def _rope_fake(x, cos, sin, start_pos, interleaved):
+    torch._check(x.dim() == 4 and cos.shape[-1] * 2 == x.shape[-1], lambda: "rope: x [B,T,H,D], cos [P, D/2]")
+    return torch.empty_like(x)
+
+
+@torch.library.impl(_lib, "kv_attention", "CompositeExplicitAutograd")
+def _kv_attention_eager(q, k, v, start_pos, layer, max_seq_len, scale=0.0):
+    raise RuntimeError(
+        "int4_cuda::kv_attention keeps its KV cache inside an int4_cuda program: it runs in the "
+        "reference executor (int4_cuda.load) or the CUDA runtime, not in eager PyTorch"
+    )
+
+
+@torch.library.register_fake("int4_cuda::kv_attention")
+def _kv_attention_fake(q, k, v, start_pos, layer, max_seq_len, scale=0.0):
+    torch._check(q.dim() == 4 and k.dim() == 4 and k.shape == v.shape, lambda: "kv_attention: q [1,T,H,D], k/v [1,T,Hkv,D]")
+    return torch.empty_like(q)
+
+
+def kv_attention_reference(q, k, v, k_cache, v_cache, start_pos: int, scale: float = 0.0):
+    """Schema OpCode.KV_ATTENTION on explicit caches [S, Hkv, D] (updated in place)."""
+    t, h, d = q.shape[1], q.shape[2], q.shape[3]
+    hkv = k.shape[2]
+    if start_pos < 0 or start_pos + t > k_cache.shape[0]:
+        raise ValueError(f"kv_attention: positions {start_pos}..{start_pos + t - 1} do not fit the "
+                         f"KV cache of {k_cache.shape[0]} positions")
+    k_cache[start_pos:start_pos + t] = k[0]
+    v_cache[start_pos:start_pos + t] = v[0]
+    n = start_pos + t
+    kk = k_cache[:n].float().transpose(0, 1).repeat_interleave(h // hkv, dim=0)  # [H, n, D]
+    vv = v_cache[:n].float().transpose(0, 1).repeat_interleave(h // hkv, dim=0)
+    qq = q[0].float().transpose(0, 1)  # [H, T, D]
+    att = (qq @ kk.transpose(1, 2)) * (scale or d ** -0.5)  # [H, T, n]
+    pos_q = start_pos + torch.arange(t)[:, None]
+    att = att.masked_fill(torch.arange(n)[None, :] > pos_q, float("-inf"))
+    out = torch.softmax(att, dim=-1) @ vv  # [H, T, D]
+    return out.transpose(0, 1)[None].to(q.dtype)

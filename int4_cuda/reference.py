@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import int4_cuda.backend  # noqa: F401  (registers torch.ops.int4_cuda.*)
+from int4_cuda.backend.ops import kv_attention_reference
 from int4_cuda.backend.serialize import DTYPE_TO_TORCH
 from int4_cuda.blob import decode_blob, static_dims, verify_graph
 from int4_cuda.errors import Int4CudaError, Int4CudaFileError
@@ -43,6 +44,7 @@ class BlobExecutor:
             for i, b in consts.items()
         }
         self.weights = g.int4Weights or []
+        self.kv_cache: Dict[int, tuple] = {}  # layer -> (K, V) [max_seq_len, Hkv, D], kept across runs
 
     def _shape(self, vid: int, sym: List[int]) -> List[int]:
         return [d.offset + (d.coeff * sym[d.symbol] if d.symbol >= 0 else 0) for d in self.g.values[vid].dims or []]
@@ -130,9 +132,23 @@ class BlobExecutor:
         if c == OpCode.CAT:
             return torch.cat(ins, dim=int(arg.dims[0]))
         if c == OpCode.SLICE:
+            size = x.shape[arg.dim]
+            start, end = (max(0, min(size, b + size if b < 0 else b)) for b in (arg.start, arg.end))
             idx = [slice(None)] * x.dim()
-            idx[arg.dim] = slice(arg.start, arg.end, arg.step)
-            return x[tuple(idx)]
+            idx[arg.dim] = slice(start, end, arg.step)
+            return x[tuple(idx)].reshape(out_shape)
+        if c == OpCode.ROPE:
+            return torch.ops.int4_cuda.rope(x, ins[1], ins[2], ins[3], arg.interleaved)
+        if c == OpCode.KV_ATTENTION:
+            q, k, v, pos = ins
+            if arg.layer not in self.kv_cache:
+                shape = (arg.maxSeqLen, k.shape[2], k.shape[3])
+                self.kv_cache[arg.layer] = (torch.zeros(shape, dtype=q.dtype), torch.zeros(shape, dtype=q.dtype))
+            kc, vc = self.kv_cache[arg.layer]
+            try:
+                return kv_attention_reference(q, k, v, kc, vc, int(pos.reshape(-1)[0]), arg.scale)
+            except ValueError as e:
+                raise Int4CudaError(f"{self.where}: {e}") from None
         if c == OpCode.COPY:
             return x.to(out_dtype, copy=True)
         if c == OpCode.EMBEDDING:

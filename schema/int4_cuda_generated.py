@@ -54,6 +54,8 @@ class OpCode(object):
     COPY = 20
     EMBEDDING = 21
     MATMUL = 22
+    ROPE = 23
+    KV_ATTENTION = 24
 
 
 class OpArg(object):
@@ -64,6 +66,8 @@ class OpArg(object):
     NormArg = 4
     SdpaArg = 5
     Int4MatMul = 6
+    RopeArg = 7
+    KvAttentionArg = 8
 
 def OpArgCreator(unionType, table):
     from flatbuffers.table import Table
@@ -81,6 +85,10 @@ def OpArgCreator(unionType, table):
         return SdpaArgT.InitFromBuf(table.Bytes, table.Pos)
     if unionType == OpArg().Int4MatMul:
         return Int4MatMulT.InitFromBuf(table.Bytes, table.Pos)
+    if unionType == OpArg().RopeArg:
+        return RopeArgT.InitFromBuf(table.Bytes, table.Pos)
+    if unionType == OpArg().KvAttentionArg:
+        return KvAttentionArgT.InitFromBuf(table.Bytes, table.Pos)
     return None
 
 
@@ -1163,6 +1171,186 @@ class Int4MatMulT(object):
         return int4MatMul
 
 
+class RopeArg(object):
+    __slots__ = ['_tab']
+
+    @classmethod
+    def GetRootAs(cls, buf, offset=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, offset)
+        x = RopeArg()
+        x.Init(buf, n + offset)
+        return x
+
+    @classmethod
+    def GetRootAsRopeArg(cls, buf, offset=0):
+        """This method is deprecated. Please switch to GetRootAs."""
+        return cls.GetRootAs(buf, offset)
+    @classmethod
+    def RopeArgBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
+        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x49\x34\x43\x55", size_prefixed=size_prefixed)
+
+    # RopeArg
+    def Init(self, buf, pos):
+        self._tab = flatbuffers.table.Table(buf, pos)
+
+    # RopeArg
+    def Interleaved(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def RopeArgStart(builder):
+    builder.StartObject(1)
+
+def RopeArgAddInterleaved(builder, interleaved):
+    builder.PrependBoolSlot(0, interleaved, 0)
+
+def RopeArgEnd(builder):
+    return builder.EndObject()
+
+
+
+class RopeArgT(object):
+
+    # RopeArgT
+    def __init__(self):
+        self.interleaved = False  # type: bool
+
+    @classmethod
+    def InitFromBuf(cls, buf, pos):
+        ropeArg = RopeArg()
+        ropeArg.Init(buf, pos)
+        return cls.InitFromObj(ropeArg)
+
+    @classmethod
+    def InitFromPackedBuf(cls, buf, pos=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
+        return cls.InitFromBuf(buf, pos+n)
+
+    @classmethod
+    def InitFromObj(cls, ropeArg):
+        x = RopeArgT()
+        x._UnPack(ropeArg)
+        return x
+
+    # RopeArgT
+    def _UnPack(self, ropeArg):
+        if ropeArg is None:
+            return
+        self.interleaved = ropeArg.Interleaved()
+
+    # RopeArgT
+    def Pack(self, builder):
+        RopeArgStart(builder)
+        RopeArgAddInterleaved(builder, self.interleaved)
+        ropeArg = RopeArgEnd(builder)
+        return ropeArg
+
+
+class KvAttentionArg(object):
+    __slots__ = ['_tab']
+
+    @classmethod
+    def GetRootAs(cls, buf, offset=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, offset)
+        x = KvAttentionArg()
+        x.Init(buf, n + offset)
+        return x
+
+    @classmethod
+    def GetRootAsKvAttentionArg(cls, buf, offset=0):
+        """This method is deprecated. Please switch to GetRootAs."""
+        return cls.GetRootAs(buf, offset)
+    @classmethod
+    def KvAttentionArgBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
+        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x49\x34\x43\x55", size_prefixed=size_prefixed)
+
+    # KvAttentionArg
+    def Init(self, buf, pos):
+        self._tab = flatbuffers.table.Table(buf, pos)
+
+    # KvAttentionArg
+    def Layer(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return 0
+
+    # KvAttentionArg
+    def MaxSeqLen(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+    # KvAttentionArg
+    def Scale(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
+        return 0.0
+
+def KvAttentionArgStart(builder):
+    builder.StartObject(3)
+
+def KvAttentionArgAddLayer(builder, layer):
+    builder.PrependInt32Slot(0, layer, 0)
+
+def KvAttentionArgAddMaxSeqLen(builder, maxSeqLen):
+    builder.PrependInt64Slot(1, maxSeqLen, 0)
+
+def KvAttentionArgAddScale(builder, scale):
+    builder.PrependFloat64Slot(2, scale, 0.0)
+
+def KvAttentionArgEnd(builder):
+    return builder.EndObject()
+
+
+
+class KvAttentionArgT(object):
+
+    # KvAttentionArgT
+    def __init__(self):
+        self.layer = 0  # type: int
+        self.maxSeqLen = 0  # type: int
+        self.scale = 0.0  # type: float
+
+    @classmethod
+    def InitFromBuf(cls, buf, pos):
+        kvAttentionArg = KvAttentionArg()
+        kvAttentionArg.Init(buf, pos)
+        return cls.InitFromObj(kvAttentionArg)
+
+    @classmethod
+    def InitFromPackedBuf(cls, buf, pos=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
+        return cls.InitFromBuf(buf, pos+n)
+
+    @classmethod
+    def InitFromObj(cls, kvAttentionArg):
+        x = KvAttentionArgT()
+        x._UnPack(kvAttentionArg)
+        return x
+
+    # KvAttentionArgT
+    def _UnPack(self, kvAttentionArg):
+        if kvAttentionArg is None:
+            return
+        self.layer = kvAttentionArg.Layer()
+        self.maxSeqLen = kvAttentionArg.MaxSeqLen()
+        self.scale = kvAttentionArg.Scale()
+
+    # KvAttentionArgT
+    def Pack(self, builder):
+        KvAttentionArgStart(builder)
+        KvAttentionArgAddLayer(builder, self.layer)
+        KvAttentionArgAddMaxSeqLen(builder, self.maxSeqLen)
+        KvAttentionArgAddScale(builder, self.scale)
+        kvAttentionArg = KvAttentionArgEnd(builder)
+        return kvAttentionArg
+
+
 class Op(object):
     __slots__ = ['_tab']
 
@@ -1314,7 +1502,7 @@ class OpT(object):
         self.inputs = None  # type: List[int]
         self.outputs = None  # type: List[int]
         self.argType = 0  # type: int
-        self.arg = None  # type: Union[None, ScalarArgT, DimsArgT, SliceArgT, NormArgT, SdpaArgT, Int4MatMulT]
+        self.arg = None  # type: Union[None, ScalarArgT, DimsArgT, SliceArgT, NormArgT, SdpaArgT, Int4MatMulT, RopeArgT, KvAttentionArgT]
         self.name = None  # type: str
 
     @classmethod

@@ -44,3 +44,32 @@ def test_fake_kernel_shape_and_checks():
         torch.ops.int4_cuda.int4_plain_mm(x, q, s.t().contiguous(), z, 32)
     with pytest.raises(RuntimeError, match="x has K=32 but qdata packs K=64"):
         torch.ops.int4_cuda.int4_plain_mm(x[:, :32], q, s, z, 32)
+
+
+@pytest.mark.parametrize("interleaved", [True, False])
+def test_rope_matches_complex_rotation(seed, interleaved):
+    b, t, h, d, p0 = 1, 5, 3, 16, 7
+    x = torch.randn(b, t, h, d, dtype=torch.bfloat16)
+    ang = torch.rand(32, d // 2, dtype=torch.float64) * 6
+    y = torch.ops.int4_cuda.rope(x, ang.cos().float(), ang.sin().float(), torch.tensor([p0]), interleaved)
+    xd = x.double()
+    pairs = torch.stack([xd[..., 0::2], xd[..., 1::2]], -1) if interleaved else torch.stack([xd[..., :d // 2], xd[..., d // 2:]], -1)
+    z = torch.view_as_complex(pairs.contiguous()) * torch.polar(torch.ones_like(ang), ang)[p0:p0 + t][None, :, None]
+    r = torch.view_as_real(z)
+    ref = r.flatten(-2) if interleaved else torch.cat([r[..., 0], r[..., 1]], -1)
+    assert ((y.double() - ref).norm() / ref.norm()) < 1e-2
+
+
+def test_kv_attention_reference_equals_causal_sdpa_over_steps(seed):
+    from int4_cuda.backend.ops import kv_attention_reference
+
+    T, H, HKV, D, S = 9, 6, 2, 16, 32
+    q, k, v = (torch.randn(1, T, n, D, dtype=torch.float32) for n in (H, HKV, HKV))
+    full = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, enable_gqa=True).transpose(1, 2)
+    kc, vc = torch.zeros(S, HKV, D), torch.zeros(S, HKV, D)
+    prefill = kv_attention_reference(q[:, :4], k[:, :4], v[:, :4], kc, vc, 0)
+    steps = [kv_attention_reference(q[:, i:i + 1], k[:, i:i + 1], v[:, i:i + 1], kc, vc, i) for i in range(4, T)]
+    torch.testing.assert_close(torch.cat([prefill] + steps, 1), full, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="do not fit the KV cache of 32 positions"):
+        kv_attention_reference(q[:, :2], k[:, :2], v[:, :2], kc, vc, 31)
