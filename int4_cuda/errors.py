@@ -9,13 +9,13 @@ class Int4CudaFileError(Int4CudaError, ValueError):
     """A .pte/.ptd/blob that cannot be used: missing, truncated, corrupt, mismatched or outdated."""
 
 
-# Shared with runtime/ (C++): keep the wording identical.
+# Shared with runtime/ (C++), which logs exactly this text (tests compare the two).
 LEGACY_LAYOUT_MESSAGE = (
     "int4_cuda: weight '{weight}' stores scale/zero in the legacy [n_groups, N] layout "
     "(LEGACY_GROUPS_N); this runtime needs COALESCED_N_GROUPS ([N, n_groups]). Re-export the model, "
-    "or convert the file: int4-cuda upgrade {pte} NEW.pte"
+    "or convert the file: int4-cuda upgrade OLD.pte NEW.pte"
 )
 
 
 def legacy_layout_error(weight: str, pte: str) -> Int4CudaFileError:
-    return Int4CudaFileError(LEGACY_LAYOUT_MESSAGE.format(weight=weight, pte=pte))
+    return Int4CudaFileError(f"{pte}: " + LEGACY_LAYOUT_MESSAGE.format(weight=weight))

@@ -27,7 +27,7 @@ def test_fixture_is_legacy_with_a_square_weight():
 def test_reference_executor_refuses_legacy_with_the_fix():
     with pytest.raises(Int4CudaFileError) as e:
         int4_cuda.load(LEGACY)
-    assert str(e.value) == LEGACY_LAYOUT_MESSAGE.format(weight="0", pte=LEGACY)
+    assert str(e.value) == f"{LEGACY}: " + LEGACY_LAYOUT_MESSAGE.format(weight="0")
     assert "int4-cuda upgrade" in str(e.value) and "LEGACY_GROUPS_N" in str(e.value)
 
 
