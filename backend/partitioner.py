@@ -40,7 +40,7 @@ class Int4CudaPartitioner(Partitioner):
     def ops_to_not_decompose(self, ep: ExportedProgram) -> Tuple[List[torch._ops.OpOverload], Optional[Callable]]:
         # Kept whole so they run as one fused op in the delegate instead of a dozen small ones.
         return [torch.ops.aten.rms_norm.default, torch.ops.aten.scaled_dot_product_attention.default,
-                torch.ops.aten.silu.default], None
+                torch.ops.aten.silu.default, torch.ops.aten.linear.default], None
 
     def partition(self, exported_program: ExportedProgram) -> PartitionResult:
         support = _Support()

@@ -117,6 +117,9 @@ class BlobExecutor:
             return torch.softmax(x, dim=int(arg.dims[0]))
         if c == OpCode.BMM:
             return torch.bmm(x, ins[1])
+        if c == OpCode.LINEAR:
+            y = torch.matmul(x.float(), ins[1].float().t())
+            return (y if ins[2] is None else y + ins[2].float()).to(out_dtype)
         if c == OpCode.MATMUL:
             return torch.matmul(x, ins[1])
         if c == OpCode.SDPA:

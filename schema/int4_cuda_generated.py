@@ -56,6 +56,7 @@ class OpCode(object):
     MATMUL = 22
     ROPE = 23
     KV_ATTENTION = 24
+    LINEAR = 25
 
 
 class OpArg(object):
