@@ -22,6 +22,13 @@ from int4_cuda.schema import (
 
 from .op_support import SHAPE_ONLY, Unsupported, affine_dim, describe
 
+
+def describe_code(node: torch.fx.Node):
+    try:
+        return describe(node).code
+    except Unsupported:
+        return None
+
 TORCH_TO_DTYPE = {
     torch.float32: DType.FLOAT32, torch.bfloat16: DType.BFLOAT16, torch.float16: DType.FLOAT16,
     torch.int64: DType.INT64, torch.int32: DType.INT32, torch.uint8: DType.UINT8,
@@ -118,6 +125,23 @@ class _GraphWriter:
             groupSize=info["group_size"], qdata=q, scale=s, zero=z))
         return make(Int4MatMulT, weight=len(self.g.int4Weights) - 1)
 
+    def _fuse_linear_casts(self, ep: ExportedProgram) -> set:
+        """LINEAR writes its f32 accumulator in its output value's dtype, so `linear(...).float()`
+        (logits) becomes one LINEAR with an f32 output instead of bf16 rounding then a copy.
+        Returns the cast nodes folded away (their value is the LINEAR's output)."""
+        fused = set()
+        for node in ep.graph.nodes:
+            if node.op != "call_function" or describe_code(node) != OpCode.COPY:
+                continue
+            src = node.args[0]
+            if (isinstance(src, torch.fx.Node) and src.op == "call_function" and describe_code(src) == OpCode.LINEAR
+                    and len(src.users) == 1 and node.meta["val"].dtype == torch.float32
+                    and list(node.meta["val"].shape) == list(src.meta["val"].shape)):
+                self.ids[src] = self._new_value(node.meta["val"], node.name)
+                self.ids[node] = self.ids[src]
+                fused.add(node)
+        return fused
+
     def write(self) -> bytes:
         ep = self.ep
         placeholders = [n for n in ep.graph.nodes if n.op == "placeholder" and constant_target(ep, n) is None]
@@ -132,8 +156,9 @@ class _GraphWriter:
         for sb in self.g.symbols:
             sb.value = self.ids[sb._input_node]
             del sb._input_node
+        fused = self._fuse_linear_casts(ep)
         for node in ep.graph.nodes:
-            if node.op != "call_function" or aten_op(node) in SHAPE_ONLY:
+            if node.op != "call_function" or aten_op(node) in SHAPE_ONLY or node in fused:
                 continue
             desc = describe(node)
             arg = self._int4_weight(node) if desc.code == OpCode.INT4_PLAIN_MM else desc.arg

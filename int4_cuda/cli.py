@@ -1,6 +1,7 @@
-"""`int4-cuda`: inspect and upgrade int4_cuda programs.
+"""`int4-cuda`: inspect, run and upgrade int4_cuda programs.
 
     int4-cuda inspect model.pte [--data model.ptd]
+    int4-cuda generate --model model.pte --prompt "..." [--chat] [--max_new_tokens N] [--temperature T]
     int4-cuda upgrade old.pte new.pte [--data old.ptd]
 """
 from __future__ import annotations
@@ -74,6 +75,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     s.add_argument("model")
     s.add_argument("--data", help="the .ptd (default: the one the .pte names, next to it)")
     s.set_defaults(fn=_inspect)
+    s = sub.add_parser("generate", help="generate text from an exported LLM (GPU if available, else CPU)")
+    from int4_cuda.llm.generate import add_arguments, run_generate
+
+    add_arguments(s)
+    s.set_defaults(fn=run_generate)
     s = sub.add_parser("upgrade", help="rewrite legacy [n_groups, N] scale/zero to the coalesced layout")
     s.add_argument("old")
     s.add_argument("new")

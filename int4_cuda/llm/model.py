@@ -1,0 +1,124 @@
+"""The decoder: Llama 2/3/3.x, SmolLM2, Mistral, Qwen2/2.5 (q/k/v bias), Qwen3 (q/k RMSNorm).
+
+Two modes share the weights:
+- export (`export_mode=True`): every step is an int4_cuda op — int4 linears, rms_norm,
+  int4_cuda::rope, int4_cuda::kv_attention (the delegate owns the KV cache) — so the whole decoder
+  lands in the delegate. forward(tokens [1, T] int64, input_pos [1] int64) -> logits.
+- eager (default): plain PyTorch with no KV cache (whole sequence from position 0, causal SDPA,
+  complex-number RoPE): the independent reference the exported program is tested against.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import int4_cuda.backend  # noqa: F401  (torch.ops.int4_cuda.*)
+
+from .config import LlmConfig, rope_tables
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: LlmConfig, layer: int):
+        super().__init__()
+        self.cfg, self.layer = cfg, layer
+        hd = cfg.head_dim
+        self.wq = nn.Linear(cfg.dim, cfg.n_heads * hd, bias=cfg.qkv_bias)
+        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=cfg.qkv_bias)
+        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=cfg.qkv_bias)
+        self.wo = nn.Linear(cfg.n_heads * hd, cfg.dim, bias=False)
+        if cfg.qk_norm:
+            self.q_norm = nn.RMSNorm(hd, eps=cfg.norm_eps)
+            self.k_norm = nn.RMSNorm(hd, eps=cfg.norm_eps)
+
+    def forward(self, x, input_pos, cos, sin, export_mode: bool):
+        b, t, _ = x.shape
+        c = self.cfg
+        q = self.wq(x).view(b, t, c.n_heads, c.head_dim)
+        k = self.wk(x).view(b, t, c.n_kv_heads, c.head_dim)
+        v = self.wv(x).view(b, t, c.n_kv_heads, c.head_dim)
+        if c.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if export_mode:
+            q = torch.ops.int4_cuda.rope(q, cos, sin, input_pos, c.rope_interleaved)
+            k = torch.ops.int4_cuda.rope(k, cos, sin, input_pos, c.rope_interleaved)
+            y = torch.ops.int4_cuda.kv_attention(q, k, v, input_pos, self.layer, c.max_seq_len)
+        else:
+            q, k = _rope_complex(q, cos[:t], sin[:t], c.rope_interleaved), _rope_complex(k, cos[:t], sin[:t], c.rope_interleaved)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                               is_causal=True, enable_gqa=True).transpose(1, 2)
+        return self.wo(y.reshape(b, t, c.n_heads * c.head_dim))
+
+
+def _rope_complex(x, cos, sin, interleaved):
+    """Eager RoPE through complex multiplication (independent of int4_cuda::rope)."""
+    d = x.shape[-1]
+    xf = x.float()
+    pairs = torch.stack([xf[..., 0::2], xf[..., 1::2]], -1) if interleaved else torch.stack([xf[..., : d // 2], xf[..., d // 2:]], -1)
+    z = torch.view_as_complex(pairs.contiguous()) * torch.complex(cos, sin)[None, :, None, :]
+    r = torch.view_as_real(z)
+    out = r.flatten(-2) if interleaved else torch.cat([r[..., 0], r[..., 1]], -1)
+    return out.to(x.dtype)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: LlmConfig):
+        super().__init__()
+        self.w1 = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)  # gate
+        self.w3 = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)  # up
+        self.w2 = nn.Linear(cfg.hidden_dim, cfg.dim, bias=False)  # down
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: LlmConfig, layer: int):
+        super().__init__()
+        self.attention_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.attention = Attention(cfg, layer)
+        self.ffn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.feed_forward = FeedForward(cfg)
+
+    def forward(self, x, input_pos, cos, sin, export_mode):
+        x = x + self.attention(self.attention_norm(x), input_pos, cos, sin, export_mode)
+        return x + self.feed_forward(self.ffn_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: LlmConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.export_mode = False
+        self.full_logits = False  # export: logits of every position instead of the last one
+        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.output = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        cos, sin = rope_tables(cfg)
+        self.register_buffer("freqs_cos", cos, persistent=False)
+        self.register_buffer("freqs_sin", sin, persistent=False)
+
+    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+        x = self.tok_embeddings(tokens)
+        for layer in self.layers:
+            x = layer(x, input_pos, self.freqs_cos, self.freqs_sin, self.export_mode)
+        if self.export_mode and not self.full_logits:
+            x = x[:, -1, :]
+        x = self.norm(x)
+        w = self.tok_embeddings.weight if self.output is None else self.output.weight
+        return F.linear(x, w).float()
+
+
+def llm_constant_methods(cfg: LlmConfig) -> dict:
+    """ExecuTorch LLM-runner metadata, exported as constant methods of the .pte."""
+    return {
+        "get_max_seq_len": cfg.max_seq_len,
+        "get_max_context_len": cfg.max_seq_len,
+        "get_vocab_size": cfg.vocab_size,
+        "get_bos_id": cfg.bos_id if cfg.bos_id is not None else -1,
+        "get_eos_ids": list(cfg.eos_ids),
+        "use_kv_cache": True,
+        "enable_dynamic_shape": True,
+        "get_n_layers": cfg.n_layers,
+    }
