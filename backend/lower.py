@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
-from executorch.exir import EdgeCompileConfig, ExecutorchProgramManager, to_edge_transform_and_lower
+from executorch.exir import EdgeCompileConfig, ExecutorchProgramManager, to_edge
 from executorch.exir.pass_manager import ExportedProgramPassManager
 
 from int4_cuda.passes import int4_cuda_passes
@@ -35,14 +35,15 @@ def lower(
     pack_(model)
     with torch.no_grad():
         ep = torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes, strict=False)
-    edge = to_edge_transform_and_lower(
-        ep,
-        transform_passes=ExportedProgramPassManager(int4_cuda_passes()),
-        partitioner=[Int4CudaPartitioner(name=name, embed_weights=embed_weights)],
-        compile_config=EdgeCompileConfig(_check_ir_validity=False),
-        constant_methods=constant_methods,
-    )
-    return edge.to_executorch()
+    partitioner = Int4CudaPartitioner(name=name, embed_weights=embed_weights)
+    # to_edge + transform + to_backend rather than to_edge_transform_and_lower: the latter copies
+    # every constant once more while it decomposes (an 8B model would need two copies in memory).
+    keep_whole, _ = partitioner.ops_to_not_decompose(ep)
+    edge = to_edge(ep, constant_methods=constant_methods,
+                   compile_config=EdgeCompileConfig(_check_ir_validity=False, preserve_ops=keep_whole))
+    del ep
+    edge = edge.transform(ExportedProgramPassManager(int4_cuda_passes()))
+    return edge.to_backend(partitioner).to_executorch()
 
 
 def save(program: ExecutorchProgramManager, output_dir: str, name: str, verbose: bool = True) -> ExportedFiles:

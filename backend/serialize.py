@@ -6,6 +6,8 @@ collapse to one entry), tagged for `<name>.ptd` unless weights are embedded in t
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from typing import Dict, List, Optional
 
 import flatbuffers
@@ -40,16 +42,41 @@ DTYPE_TO_TORCH = {v: k for k, v in TORCH_TO_DTYPE.items()}
 CONSTANT_ALIGNMENT = 64
 
 
-def tensor_bytes(t: torch.Tensor) -> bytes:
-    return t.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes()
-
-
 # Named-data keys of int4_cuda constants: prefix + sha256 of the bytes (identical data, one entry).
 CONSTANT_KEY_PREFIX = "i4cu."
 
 
 def constant_key(data: bytes) -> str:
     return CONSTANT_KEY_PREFIX + hashlib.sha256(data).hexdigest()
+
+
+# Constants at least this large are spilled to a temporary file (ExecuTorch FileBackedData)
+# instead of being copied into memory, so an export holds about one copy of the weights.
+SPILL_BYTES = 1 << 20
+
+
+def _byte_view(t: torch.Tensor):
+    return t.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy()
+
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    return _byte_view(t).tobytes()
+
+
+def constant_payload(t: torch.Tensor):
+    """(named-data key, payload) for a constant: bytes, or a FileBackedData for large ones."""
+    view = _byte_view(t)
+    digest = hashlib.sha256(memoryview(view)).digest()
+    key = CONSTANT_KEY_PREFIX + digest.hex()
+    if view.nbytes < SPILL_BYTES:
+        return key, view.tobytes()
+    from executorch.exir._serialize._cord import FileBackedData
+
+    fd, path = tempfile.mkstemp(prefix="int4_cuda_", suffix=".bin")
+    with os.fdopen(fd, "wb") as f:
+        view.tofile(f)
+    return key, FileBackedData(path, cleanup=True, sha256=digest)
+
 
 
 class _GraphWriter:
@@ -83,8 +110,7 @@ class _GraphWriter:
         target = constant_target(self.ep, node)
         if target is not None:
             t = constant_value(self.ep, node)
-            data = tensor_bytes(t)
-            key = constant_key(data)
+            key, data = constant_payload(t)
             self.store.add_named_data(key, data, alignment=CONSTANT_ALIGNMENT, external_tag=self.tag)
             self.ids[node] = self._new_value(t, target, key)
         else:
