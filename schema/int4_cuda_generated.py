@@ -11,7 +11,7 @@ class FormatVersion(object):
 
 
 class Limits(object):
-    DECODE_MAX_M = 8
+    DECODE_MAX_M = 32
 
 
 class DType(object):

@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""One small call of every M path of int4_plain_mm (and every kernel variant), for
+`compute-sanitizer --tool memcheck python3 benchmarks/sanitize_int4_plain_mm.py`.
+Exact-size allocations (no slack) so an out-of-bounds access lands outside them."""
+import ctypes
+import glob
+import pathlib
+import sys
+
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+libs = [REPO / "build-gpu" / "libint4_cuda_shims.so"] + [pathlib.Path(p) for p in glob.glob(str(REPO / "build*/**/libint4_cuda_shims.so"), recursive=True)]
+lib = ctypes.CDLL(str(next(p for p in libs if p.is_file())))
+vp, i64 = ctypes.c_void_p, ctypes.c_int64
+lib.int4_cuda_int4_plain_mm_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp, ctypes.c_int]
+bad = 0
+for M in [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 63, 64, 65, 128, 512]:
+    for (N, K, gs) in [(200, 576, 64), (37, 1536, 256), (130, 96, 32)]:
+        variants = [0, 8] + ([1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12] if M <= 32 else [])
+        for v in variants:
+            x = torch.randn(M, K, device="cuda").to(torch.bfloat16)
+            q = torch.randint(0, 256, (N, K // 2), dtype=torch.uint8, device="cuda")
+            s = torch.rand(N, K // gs, device="cuda").to(torch.bfloat16)
+            z = torch.rand(N, K // gs, device="cuda").to(torch.bfloat16)
+            o = torch.full((M, N), float("nan"), device="cuda", dtype=torch.bfloat16)
+            rc = lib.int4_cuda_int4_plain_mm_variant(x.data_ptr(), q.data_ptr(), s.data_ptr(), z.data_ptr(), o.data_ptr(),
+                                                     M, N, K, gs, torch.cuda.current_stream().cuda_stream, v)
+            torch.cuda.synchronize()
+            nan = int(torch.isnan(o.float()).sum())
+            if rc != 0 or nan:
+                bad += 1
+                print(f"M={M} N={N} K={K} gs={gs} variant={v}: rc={rc} unwritten={nan}")
+print("sanitize script done, problems:", bad)
+sys.exit(1 if bad else 0)

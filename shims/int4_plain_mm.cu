@@ -1,0 +1,706 @@
+// int4_plain_mm kernels and launcher. Contract and layout: int4_plain_mm.h.
+//
+// Two kernels, chosen by M:
+//  * decode (M <= 32): tensor-core matvec. A warp owns 16 weight rows; the weight tile is the MMA's
+//    A operand (m16 = weight rows), the M activation rows are its B operand (n8 = tokens, rows
+//    >= M fed as zeros), so up to 8 rows cost the same weight traffic as one. Packed weights go
+//    straight from DRAM to registers with 16-byte streaming loads (no shared memory), are
+//    dequantized in registers (magic-number nibble -> bf16, one bf16x2 fma with scale/zero) and fed
+//    to mma.sync m16n8k16 (one n8 tile of tokens for M <= 8, two for M <= 16, four for M <= 32).
+//    The warps of a block split K and reduce through shared memory; with many row tiles the
+//    blocks are persistent and prefetch their next tile during the reduction.
+//  * prefill (M > 32): 128x128x64 tiled GEMM, 8 warps, cp.async multi-stage pipeline for the
+//    activation tile and the packed weight tile; each k-tile of weights is dequantized once per
+//    block into a bf16 shared-memory tile (double buffered) that ldmatrix feeds to mma.sync.
+//
+// Nibble order trick (decode): within one 32-bit word of packed weights (8 nibbles k0..k7),
+// (w >> 4j) & 0x000F000F | 0x43004300 is the bf16 pair (128 + u_kj, 128 + u_k(j+4)). The MMA sums
+// over its 16 k slots in any order as long as A and B agree, so the decode kernel keeps the weight
+// pairs as (kj, kj+4) and permutes the activations to match with byte permutes (prmt), instead of
+// shuffling nibbles. The prefill kernel, whose activations come through ldmatrix in natural order,
+// permutes the dequantized weights back to natural order before storing them.
+
+#include "int4_plain_mm.h"
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <atomic>
+#include <string.h>
+
+namespace {
+
+// ------------------------------------------------------------------------------------------------
+// Small device helpers (inline PTX; all are sm_80+).
+
+__device__ __forceinline__ uint4 ld_stream_u4(const void* p) {
+  // Weights are read exactly once: don't allocate them in L1.
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ uint4 ld_nc_u4(const void* p) {
+  uint4 r;
+  asm("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ uint32_t ld_nc_u16(const uint16_t* p) {
+  unsigned short v = __ldg(p);
+  return (uint32_t)v;
+}
+
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
+  return r;
+}
+
+// (v & 0x000F000F) | 0x43004300: two nibbles -> bf16 pair (128 + u_lo, 128 + u_hi), exact.
+__device__ __forceinline__ uint32_t nib_to_bf16x2_biased(uint32_t v) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(v), "n"(0x000F000F), "n"(0x43004300));
+  return r;
+}
+
+__device__ __forceinline__ uint32_t bf16x2_fma(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+constexpr uint32_t kBf16x2One = 0x3F803F80u;     // (1.0, 1.0)
+constexpr uint32_t kBf16x2Neg136 = 0xC308C308u;  // (-136, -136)
+
+// One packed word (nibbles k0..k7) -> four bf16x2 weights (k0,k4) (k1,k5) (k2,k6) (k3,k7),
+// w = fma(u - 8, s, z) rounded once to bf16. s2/z2 are (s,s) and (z,z).
+__device__ __forceinline__ void dequant_word(uint32_t w, uint32_t s2, uint32_t z2, uint32_t (&p)[4]) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    uint32_t h = nib_to_bf16x2_biased(j == 0 ? w : (w >> (4 * j)));  // 128 + u (exact)
+    uint32_t q = bf16x2_fma(h, kBf16x2One, kBf16x2Neg136);          // u - 8   (exact)
+    p[j] = bf16x2_fma(q, s2, z2);                                    // q*s + z (one rounding)
+  }
+}
+
+__device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                          uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
+  // round-to-nearest-even; NaN stays NaN
+  uint32_t u = __float_as_uint(f);
+  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu)) return (uint16_t)((u >> 16) | 0x40);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Decode kernel: M <= 32 (NT token tiles of 8: NT = 1 for M <= 8, 2 for M <= 16, 4 for M <= 32).
+//
+// Block: WK warps (blockDim.x = 32*WK; the launcher uses 8, fewer when K has fewer 128-k
+// iterations), all on the same 16 weight rows [n0, n0+16); warp w handles a contiguous run
+// of ceil(KI/WK) k-iterations. One k-iteration = 128 consecutive k: lane (g = lane/4, t = lane%4) owns
+// k [it*128 + 32t, +32) of rows n0+g and n0+g+8 (one 16-byte load each, one scale/zero each,
+// since 32-k chunks never straddle a group for gs >= 32).
+// Per 32-bit word i of the lane's chunk (k 8i..8i+7), two MMAs (j = 0, 1) per 8-token tile:
+//   A: a0 = row g pair (k 2j, 2j+4), a2 = row g pair (k 2j+1, 2j+5), a1/a3 the same for row g+8
+//   B: b0 = x[tok] at (k 2j, 2j+4), b1 = x[tok] at (k 2j+1, 2j+5)   (built with prmt)
+// so slot (2t, 2t+1, 2t+8, 2t+9) <-> k (2j, 2j+4, 2j+1, 2j+5) on both operands.
+// Loads are software-pipelined in batches of U k-iterations, double buffered: batch b+1's weights
+// and scales (and, XPRE, token tile 0's activations) are in flight while batch b is dequantized and
+// multiplied.
+template <int U, bool XPRE>
+struct DecodeBatch {
+  uint4 w0[U], w1[U];
+  uint32_t s0[U], z0[U], s1[U], z1[U];
+  uint4 xv[XPRE ? U : 1][4];  // XPRE: token tile 0's activations, loaded with the weights
+};
+
+template <int U, int NT, int MINB, bool XPRE>
+__global__ void __launch_bounds__(256, MINB)
+    int4_mm_decode_kernel(const uint16_t* __restrict__ x, const uint8_t* __restrict__ q,
+                          const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
+                          uint16_t* __restrict__ out, int M, int N, int K, int gs_shift) {
+  const int WK = blockDim.x >> 5;
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int g = lane >> 2;
+  const int t = lane & 3;
+  const int G = K >> gs_shift;
+  const int tiles = (N + 15) >> 4;
+  // Per-row-tile pointers (the grid strides over row tiles when it is smaller than their count).
+  int n0 = 0;
+  const uint8_t *q0 = q, *q1 = q;
+  const uint16_t *s0p = scale, *s1p = scale, *z0p = zero, *z1p = zero;
+  auto set_tile = [&](int tile) {
+    n0 = tile * 16;
+    const int r0 = min(n0 + g, N - 1);
+    const int r1 = min(n0 + g + 8, N - 1);
+    q0 = q + (int64_t)r0 * (K >> 1);
+    q1 = q + (int64_t)r1 * (K >> 1);
+    s0p = scale + (int64_t)r0 * G;
+    s1p = scale + (int64_t)r1 * G;
+    z0p = zero + (int64_t)r0 * G;
+    z1p = zero + (int64_t)r1 * G;
+  };
+  bool has_x[NT];
+  const uint16_t* xr[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    has_x[nt] = g + 8 * nt < M;
+    xr[nt] = x + (int64_t)(has_x[nt] ? g + 8 * nt : 0) * K;
+  }
+  // Each warp owns a contiguous run of k-iterations (long sequential reads of each weight row).
+  const int KI = (K + 127) >> 7;
+  const int per_warp = (KI + WK - 1) / WK;
+  const int it_begin = warp * per_warp;
+  const int it_end = min(KI, it_begin + per_warp);
+
+  float acc[NT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+
+  auto load = [&](DecodeBatch<U, XPRE>& b, int itb) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int it = itb + u;
+      const int kb = it * 128 + t * 32;
+      if (it < it_end && kb < K) {
+        b.w0[u] = ld_stream_u4(q0 + (kb >> 1));
+        b.w1[u] = ld_stream_u4(q1 + (kb >> 1));
+        const int grp = kb >> gs_shift;
+        b.s0[u] = ld_nc_u16(s0p + grp);
+        b.z0[u] = ld_nc_u16(z0p + grp);
+        b.s1[u] = ld_nc_u16(s1p + grp);
+        b.z1[u] = ld_nc_u16(z1p + grp);
+        if (XPRE) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            b.xv[XPRE ? u : 0][i] = has_x[0] ? ld_nc_u4(xr[0] + kb + 8 * i) : make_uint4(0, 0, 0, 0);
+        }
+      } else {
+        if (XPRE) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) b.xv[XPRE ? u : 0][i] = make_uint4(0, 0, 0, 0);
+        }
+        b.w0[u] = make_uint4(0, 0, 0, 0);
+        b.w1[u] = make_uint4(0, 0, 0, 0);
+        b.s0[u] = b.z0[u] = b.s1[u] = b.z1[u] = 0;  // -> dequantized weight 0
+      }
+    }
+  };
+
+  auto compute = [&](const DecodeBatch<U, XPRE>& b, int itb) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int it = itb + u;
+      const int kb = it * 128 + t * 32;
+      const bool in_k = it < it_end && kb < K;
+      const uint32_t s02 = prmt(b.s0[u], b.s0[u], 0x1010), z02 = prmt(b.z0[u], b.z0[u], 0x1010);
+      const uint32_t s12 = prmt(b.s1[u], b.s1[u], 0x1010), z12 = prmt(b.z1[u], b.z1[u], 0x1010);
+      const uint32_t wa[4] = {b.w0[u].x, b.w0[u].y, b.w0[u].z, b.w0[u].w};
+      const uint32_t wb[4] = {b.w1[u].x, b.w1[u].y, b.w1[u].z, b.w1[u].w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        uint4 xv[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+          xv[nt] = (XPRE && nt == 0) ? b.xv[XPRE ? u : 0][i]
+                   : (in_k && has_x[nt]) ? ld_nc_u4(xr[nt] + kb + 8 * i) : make_uint4(0, 0, 0, 0);
+        uint32_t pa[4], pb[4];
+        dequant_word(wa[i], s02, z02, pa);
+        dequant_word(wb[i], s12, z12, pb);
+        // x (e0,e1)(e2,e3)(e4,e5)(e6,e7) -> (e0,e4)(e1,e5) and (e2,e6)(e3,e7)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          mma_16816(acc[nt], pa[0], pb[0], pa[1], pb[1], prmt(xv[nt].x, xv[nt].z, 0x5410),
+                    prmt(xv[nt].x, xv[nt].z, 0x7632));
+          mma_16816(acc[nt], pa[2], pb[2], pa[3], pb[3], prmt(xv[nt].y, xv[nt].w, 0x5410),
+                    prmt(xv[nt].y, xv[nt].w, 0x7632));
+        }
+      }
+    }
+  };
+
+  __shared__ float red[8][NT * 4][32];
+  int tile = blockIdx.x;
+  set_tile(tile);
+  DecodeBatch<U, XPRE> ba, bb;
+  load(ba, it_begin);
+  while (true) {
+    for (int itb = it_begin; itb < it_end; itb += 2 * U) {
+      const bool has_b = itb + U < it_end;
+      if (has_b) load(bb, itb + U);
+      compute(ba, itb);
+      if (itb + 2 * U < it_end) load(ba, itb + 2 * U);
+      if (has_b) compute(bb, itb + U);
+    }
+    // The next row tile's first batch goes in flight before this tile's reduction.
+    const int next = tile + gridDim.x;
+    const int n0_done = n0;
+    if (next < tiles) {
+      set_tile(next);
+      load(ba, it_begin);
+    }
+
+    // Reduce the WK warps' partial sums. acc[nt]: d0 (row g, tok 2t) d1 (row g, tok 2t+1)
+    // d2 (row g+8, tok 2t) d3 (row g+8, tok 2t+1), tok += 8*nt.
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) red[warp][nt * 4 + r][lane] = acc[nt][r];
+    __syncthreads();
+    for (int e = threadIdx.x; e < NT * 128; e += blockDim.x) {
+      const int r = e >> 5, l = e & 31;
+      const int m = 8 * (r >> 2) + 2 * (l & 3) + (r & 1);
+      const int n = n0_done + (l >> 2) + 8 * ((r & 3) >> 1);
+      if (m < M && n < N) {
+        float sum = 0.f;
+        for (int w = 0; w < WK; ++w) sum += red[w][r][l];
+        out[(int64_t)m * N + n] = f32_to_bf16_bits(sum);
+      }
+    }
+    if (next >= tiles) break;
+    __syncthreads();  // red is reused by the next tile
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+    tile = next;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Prefill kernel: M > 32. Block tile 128 tokens x 128 weight rows x 64 k, 8 warps (2 x 4), warp tile
+// 64 tokens x 32 weight rows (4 x 4 mma m16n8k16). D[token][wrow] = x (A, row) x W^T (B, col).
+// Pipeline (one barrier per k-tile): iteration kt issues cp.async for stage kt+S-1, runs the MMAs
+// of tile kt from xs[kt%S] and wbf[kt%2], dequantizes tile kt+1 (raw stage (kt+1)%S) into
+// wbf[(kt+1)%2], then waits for stage kt+2 and syncs. K % 64 == 32 is handled by zero-filling the
+// upper half of the last k-tile (x and weights; its scale/zero read as 0).
+constexpr int PF_BM = 128, PF_BN = 128, PF_BK = 64, PF_LD = 72;  // LD: padded row (bf16), 144 B
+constexpr int PF_THREADS = 256;
+
+template <int S>
+struct PrefillSmem {
+  uint16_t xs[S][PF_BM][PF_LD];
+  uint16_t wbf[2][PF_BN][PF_LD];
+  uint8_t wraw[S][PF_BN][32];
+};
+
+// 16-byte async copy; when !valid nothing is read and the 16 bytes are zero-filled.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
+  int n = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+  uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
+template <int S>
+__global__ void __launch_bounds__(PF_THREADS, 2)
+    int4_mm_prefill_kernel(const uint16_t* __restrict__ x, const uint8_t* __restrict__ q,
+                           const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
+                           uint16_t* __restrict__ out, int M, int N, int K, int gs_shift) {
+  static_assert(S >= 3, "pipeline needs >= 3 stages");
+  extern __shared__ __align__(128) uint8_t smem_raw[];
+  PrefillSmem<S>& sm = *reinterpret_cast<PrefillSmem<S>*>(smem_raw);
+
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const int wm = warp & 1;   // token half: 64 tokens
+  const int wn = warp >> 1;  // weight-row quarter: 32 rows
+  const int mtiles = (M + PF_BM - 1) / PF_BM;
+  const int m0 = (blockIdx.x % mtiles) * PF_BM;
+  const int n0 = (blockIdx.x / mtiles) * PF_BN;
+  const int KT = (K + PF_BK - 1) / PF_BK;
+  const int G = K >> gs_shift;
+
+  // Loader assignments. x: 128 rows x 8 chunks of 16 B, thread handles chunks tid + 256 i.
+  const uint16_t* xsrc[4];
+  int xrow[4], xpart[4];
+  bool xrow_ok[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int c = tid + i * PF_THREADS;
+    xrow[i] = c >> 3;
+    xpart[i] = c & 7;
+    xrow_ok[i] = m0 + xrow[i] < M;
+    xsrc[i] = x + (int64_t)min(m0 + xrow[i], M - 1) * K + xpart[i] * 8;
+  }
+  // raw weights: 128 rows x 2 chunks of 16 B (32 k each); thread = (row tid/2, chunk tid%2).
+  // The same (row, 32-k half) is what the thread dequantizes.
+  const int dq_row = tid >> 1, dq_half = tid & 1;
+  const int dq_n = min(n0 + dq_row, N - 1);
+  const uint8_t* qsrc = q + (int64_t)dq_n * (K >> 1) + dq_half * 16;
+  const uint16_t* dq_s = scale + (int64_t)dq_n * G;
+  const uint16_t* dq_z = zero + (int64_t)dq_n * G;
+
+  auto load_stage = [&](int kt) {
+    if (kt < KT) {
+      const int slot = kt % S;
+      const int k0 = kt * PF_BK;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        // Token rows >= M are zero-filled, not re-read (clamped duplicate reads of one row by many
+        // threads measured 2x slower for M = 33..64).
+        const bool ok = xrow_ok[i] && k0 + xpart[i] * 8 < K;
+        cp_async16(&sm.xs[slot][xrow[i]][xpart[i] * 8], ok ? xsrc[i] + k0 : xsrc[i], ok);
+      }
+      const bool okw = k0 + dq_half * 32 < K;
+      cp_async16(&sm.wraw[slot][dq_row][dq_half * 16], okw ? qsrc + (k0 >> 1) : qsrc, okw);
+    }
+    cp_async_commit();
+  };
+
+  auto dequant_tile = [&](int kt, uint32_t s, uint32_t z) {
+    const int slot = kt % S;
+    const uint4 raw = *reinterpret_cast<const uint4*>(&sm.wraw[slot][dq_row][dq_half * 16]);
+    const uint32_t s2 = prmt(s, s, 0x1010), z2 = prmt(z, z, 0x1010);
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      uint32_t p[4];
+      dequant_word(words[i], s2, z2, p);  // (k0,k4) (k1,k5) (k2,k6) (k3,k7)
+      uint4 o;
+      o.x = prmt(p[0], p[1], 0x5410);  // (k0,k1)
+      o.y = prmt(p[2], p[3], 0x5410);  // (k2,k3)
+      o.z = prmt(p[0], p[1], 0x7632);  // (k4,k5)
+      o.w = prmt(p[2], p[3], 0x7632);  // (k6,k7)
+      *reinterpret_cast<uint4*>(&sm.wbf[kt & 1][dq_row][dq_half * 32 + i * 8]) = o;
+    }
+  };
+
+  // Scale/zero of tiles kt+1 and kt+2 live in registers (sa/za, sb/zb); tile kt+3's are loaded in
+  // iteration kt, two iterations before use, so their DRAM latency hides behind the MMAs.
+  auto ld_sz = [&](int kt, uint32_t& s, uint32_t& z) {
+    s = z = 0;
+    const int k = kt * PF_BK + dq_half * 32;
+    if (kt < KT && k < K) {
+      const int grp = k >> gs_shift;
+      s = ld_nc_u16(dq_s + grp);
+      z = ld_nc_u16(dq_z + grp);
+    }
+  };
+
+  float acc[4][4][4];
+#pragma unroll
+  for (int a = 0; a < 4; ++a)
+#pragma unroll
+    for (int b = 0; b < 4; ++b)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[a][b][c] = 0.f;
+
+  // Prologue.
+#pragma unroll
+  for (int s = 0; s < S - 1; ++s) load_stage(s);
+  cp_async_wait<S - 3>();  // stages 0 and 1 landed
+  __syncthreads();
+  uint32_t sa, za, sb, zb;
+  {
+    uint32_t s0, z0;
+    ld_sz(0, s0, z0);
+    ld_sz(1, sa, za);
+    ld_sz(2, sb, zb);
+    dequant_tile(0, s0, z0);
+  }
+  __syncthreads();
+
+  for (int kt = 0; kt < KT; ++kt) {
+    load_stage(kt + S - 1);
+    uint32_t sc, zc;
+    ld_sz(kt + 3, sc, zc);
+    const int slot = kt % S;
+    const int wbuf = kt & 1;
+#pragma unroll
+    for (int kk = 0; kk < PF_BK; kk += 16) {
+      uint32_t af[4][4], bfr[2][4];
+#pragma unroll
+      for (int mt = 0; mt < 4; ++mt)
+        ldmatrix_x4(af[mt], &sm.xs[slot][wm * 64 + mt * 16 + (lane & 15)][kk + (lane >> 4) * 8]);
+#pragma unroll
+      for (int np = 0; np < 2; ++np)
+        ldmatrix_x4(bfr[np], &sm.wbf[wbuf][wn * 32 + np * 16 + (lane & 7) + ((lane >> 4) << 3)]
+                                    [kk + ((lane >> 3) & 1) * 8]);
+#pragma unroll
+      for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+          mma_16816(acc[mt][nt], af[mt][0], af[mt][1], af[mt][2], af[mt][3],
+                    bfr[nt >> 1][(nt & 1) * 2], bfr[nt >> 1][(nt & 1) * 2 + 1]);
+    }
+    if (kt + 1 < KT) dequant_tile(kt + 1, sa, za);
+    sa = sb; za = zb; sb = sc; zb = zc;
+    cp_async_wait<S - 3>();
+    __syncthreads();
+  }
+
+  // Epilogue: d0 (tok g, wrow 2t) d1 (tok g, wrow 2t+1) d2/d3 tok g+8.
+  const int g = lane >> 2, t = lane & 3;
+  const bool vec_ok = ((N & 1) == 0) && ((reinterpret_cast<uintptr_t>(out) & 3) == 0);
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt) {
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int m = m0 + wm * 64 + mt * 16 + g + hh * 8;
+      if (m >= M) continue;
+      uint16_t* orow = out + (int64_t)m * N;
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int n = n0 + wn * 32 + nt * 8 + 2 * t;
+        const uint16_t lo = f32_to_bf16_bits(acc[mt][nt][hh * 2]);
+        const uint16_t hi = f32_to_bf16_bits(acc[mt][nt][hh * 2 + 1]);
+        if (vec_ok && n + 1 < N) {
+          *reinterpret_cast<uint32_t*>(orow + n) = (uint32_t)lo | ((uint32_t)hi << 16);
+        } else {
+          if (n < N) orow[n] = lo;
+          if (n + 1 < N) orow[n + 1] = hi;
+        }
+      }
+    }
+  }
+}
+
+constexpr int kPrefillStages = 3;
+
+thread_local char g_last_cuda_error[256] = "";
+
+int record_cuda_error(cudaError_t e) {
+  snprintf(g_last_cuda_error, sizeof(g_last_cuda_error), "%s: %s", cudaGetErrorName(e),
+           cudaGetErrorString(e));
+  return INT4_CUDA_ERR_LAUNCH;
+}
+
+// Largest M, N, K: 2^30 keeps every 32-bit index expression in the kernels (k + 128, n + 16, ...)
+// far from overflow.
+constexpr int64_t kMaxDim = int64_t(1) << 30;
+
+// Argument checks, in the order of the status codes. Touches no CUDA API.
+int check_args(const void* x, const void* qdata, const void* scale, const void* zero,
+               const void* out, int64_t M, int64_t N, int64_t K, int64_t gs) {
+  if (!x) return INT4_CUDA_ERR_NULL_X;
+  if (!qdata) return INT4_CUDA_ERR_NULL_QDATA;
+  if (!scale) return INT4_CUDA_ERR_NULL_SCALE;
+  if (!zero) return INT4_CUDA_ERR_NULL_ZERO;
+  if (!out) return INT4_CUDA_ERR_NULL_OUT;
+  if (M <= 0) return INT4_CUDA_ERR_BAD_M;
+  if (N <= 0) return INT4_CUDA_ERR_BAD_N;
+  if (K <= 0) return INT4_CUDA_ERR_BAD_K;
+  if (gs != 32 && gs != 64 && gs != 128 && gs != 256) return INT4_CUDA_ERR_BAD_GROUP_SIZE;
+  if (K % gs != 0) return INT4_CUDA_ERR_K_NOT_DIVISIBLE;
+  if (M > kMaxDim || N > kMaxDim || K > kMaxDim) return INT4_CUDA_ERR_TOO_LARGE;
+  if (reinterpret_cast<uintptr_t>(x) % 16) return INT4_CUDA_ERR_MISALIGNED_X;
+  if (reinterpret_cast<uintptr_t>(qdata) % 16) return INT4_CUDA_ERR_MISALIGNED_QDATA;
+  if (reinterpret_cast<uintptr_t>(scale) % 2) return INT4_CUDA_ERR_MISALIGNED_SCALE;
+  if (reinterpret_cast<uintptr_t>(zero) % 2) return INT4_CUDA_ERR_MISALIGNED_ZERO;
+  if (reinterpret_cast<uintptr_t>(out) % 2) return INT4_CUDA_ERR_MISALIGNED_OUT;
+  return INT4_CUDA_OK;
+}
+
+int gs_shift_of(int64_t gs) { return gs == 32 ? 5 : gs == 64 ? 6 : gs == 128 ? 7 : 8; }
+
+struct Args {
+  const uint16_t* x;
+  const uint8_t* q;
+  const uint16_t* s;
+  const uint16_t* z;
+  uint16_t* out;
+  int M, N, K, gsh;
+};
+
+constexpr int kMaxDevices = 64;
+
+// Decode launch: WK warps per block (capped at the number of 128-k iterations) splitting K; one
+// block per 16 weight rows, or (persistent) one resident wave of blocks striding over row tiles.
+template <int U, int NT, int MINB, bool XPRE = false>
+cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persistent) {
+  const int tiles = (a.N + 15) / 16;
+  const int ki = (a.K + 127) / 128;
+  wk = wk < 1 ? 1 : wk > 8 ? 8 : wk;
+  if (wk > ki) wk = ki;
+  int grid = tiles;
+  if (persistent) {
+    static std::atomic<int> resident_cache[kMaxDevices];
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    int resident = dev < kMaxDevices ? resident_cache[dev].load(std::memory_order_relaxed) : 0;
+    if (resident <= 0) {
+      int sms = 0, blocks_per_sm = 0;
+      e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+      if (e != cudaSuccess) return e;
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &blocks_per_sm, int4_mm_decode_kernel<U, NT, MINB, XPRE>, 256, 0);
+      if (e != cudaSuccess) return e;
+      resident = sms * blocks_per_sm;  // resident blocks of 8 warps
+      if (dev < kMaxDevices) resident_cache[dev].store(resident, std::memory_order_relaxed);
+    }
+    const int64_t r = (int64_t)resident * 8 / wk;
+    if (r > 0 && r < grid) grid = (int)r;
+  }
+  int4_mm_decode_kernel<U, NT, MINB, XPRE>
+      <<<grid, wk * 32, 0, stream>>>(a.x, a.q, a.s, a.z, a.out, a.M, a.N, a.K, a.gsh);
+  return cudaGetLastError();
+}
+
+template <int S = kPrefillStages>
+cudaError_t launch_prefill(const Args& a, cudaStream_t stream) {
+  const size_t smem = sizeof(PrefillSmem<S>);
+  cudaError_t e = cudaFuncSetAttribute(int4_mm_prefill_kernel<S>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  if (e != cudaSuccess) return e;
+  const int64_t tiles = (int64_t)((a.M + PF_BM - 1) / PF_BM) * ((a.N + PF_BN - 1) / PF_BN);
+  if (tiles > INT32_MAX) return cudaErrorInvalidConfiguration;
+  int4_mm_prefill_kernel<S><<<(unsigned)tiles, PF_THREADS, smem, stream>>>(
+      a.x, a.q, a.s, a.z, a.out, a.M, a.N, a.K, a.gsh);
+  return cudaGetLastError();
+}
+
+// Variant table (benchmarking/tuning); variant 0 = the default choice.
+cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
+  if (a.M > 16 && a.M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M &&
+      ((variant >= 1 && variant <= 7) || (variant >= 10 && variant <= 12)))
+    return launch_decode<1, 4, 2>(a, stream, 8, variant >= 6);
+  const bool nt1 = a.M <= 8;
+  switch (variant) {
+    case 1:  // U = 2, WK = 4
+      return nt1 ? launch_decode<2, 1, 2>(a, stream, 4, false)
+                 : launch_decode<2, 2, 2>(a, stream, 4, false);
+    case 2:  // U = 1, 3 blocks/SM
+      return nt1 ? launch_decode<1, 1, 3>(a, stream, 8, false)
+                 : launch_decode<1, 2, 2>(a, stream, 8, false);
+    case 3:  // U = 1, WK = 2
+      return nt1 ? launch_decode<1, 1, 3>(a, stream, 2, false)
+                 : launch_decode<1, 2, 2>(a, stream, 2, false);
+    case 4:  // U = 1, WK = 8, one block per row tile
+      return nt1 ? launch_decode<1, 1, 3>(a, stream, 8, false)
+                 : launch_decode<1, 2, 2>(a, stream, 8, false);
+    case 5:  // U = 2, WK = 8, one block per row tile
+      return nt1 ? launch_decode<2, 1, 2>(a, stream, 8, false)
+                 : launch_decode<2, 2, 2>(a, stream, 8, false);
+    case 6:  // U = 2, WK = 8, persistent
+      return nt1 ? launch_decode<2, 1, 2>(a, stream, 8, true)
+                 : launch_decode<2, 2, 2>(a, stream, 8, true);
+    case 7:  // U = 1, WK = 8, persistent
+      return nt1 ? launch_decode<1, 1, 3>(a, stream, 8, true)
+                 : launch_decode<1, 2, 2>(a, stream, 8, true);
+    case 10:  // U = 1, persistent, activations loaded with the weights (2 blocks/SM)
+      return nt1 ? launch_decode<1, 1, 2, true>(a, stream, 8, true)
+                 : launch_decode<1, 2, 2>(a, stream, 8, true);
+    case 11:  // U = 1, block per tile, activations loaded with the weights (2 blocks/SM)
+      return nt1 ? launch_decode<1, 1, 2, true>(a, stream, 8, false)
+                 : launch_decode<1, 2, 2>(a, stream, 8, false);
+    case 12:  // U = 2, block per tile, activations loaded with the weights (1 block/SM)
+      return nt1 ? launch_decode<2, 1, 1, true>(a, stream, 8, false)
+                 : launch_decode<2, 2, 2>(a, stream, 8, false);
+    case 8: return launch_prefill<4>(a, stream);
+    case 9: return launch_prefill(a, stream);
+    default: break;
+  }
+  if (a.M <= 16) {
+    // Measured on H100 (docs/notes/int4_plain_mm.md). 8 warps per row tile; U = 2 (2 blocks/SM)
+    // only for long K (>= 8 k-iterations per warp) when the tiles fit one wave at 2 blocks/SM or
+    // there are many of them, else U = 1 (3 blocks/SM). Many row tiles (and >= 2 k-iterations per
+    // warp, so a tile is worth prefetching across): persistent blocks. 264/396 = one wave of
+    // 2/3 blocks on an H100's 132 SMs (a tuning constant only; any GPU gets correct results).
+    const int ki = (a.K + 127) / 128;
+    const int per_warp = (ki + 7) / 8;
+    const int tiles = (a.N + 15) / 16;
+    const bool many = tiles > 396 && per_warp >= 2;
+    const bool u2 = per_warp >= 8 && (many || tiles <= 264);
+    if (a.M <= 8)
+      return u2 ? launch_decode<2, 1, 2>(a, stream, 8, many)
+                : launch_decode<1, 1, 3>(a, stream, 8, many);
+    return u2 ? launch_decode<2, 2, 2>(a, stream, 8, many)
+              : launch_decode<1, 2, 2>(a, stream, 8, many);
+  }
+  if (a.M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M) return launch_decode<1, 4, 2>(a, stream, 8, false);
+  return launch_prefill(a, stream);
+}
+
+int plain_mm_impl(const void* x, const void* qdata, const void* scale, const void* zero, void* out,
+                  int64_t M, int64_t N, int64_t K, int64_t group_size, cudaStream_t stream,
+                  int variant) {
+  const int st = check_args(x, qdata, scale, zero, out, M, N, K, group_size);
+  if (st != INT4_CUDA_OK) return st;
+  if (((variant >= 1 && variant <= 7) || (variant >= 10 && variant <= 12)) &&
+      M > INT4_CUDA_PLAIN_MM_DECODE_MAX_M)
+    return INT4_CUDA_ERR_BAD_M;
+  Args a{static_cast<const uint16_t*>(x), static_cast<const uint8_t*>(qdata),
+         static_cast<const uint16_t*>(scale), static_cast<const uint16_t*>(zero),
+         static_cast<uint16_t*>(out), (int)M, (int)N, (int)K, gs_shift_of(group_size)};
+  const cudaError_t e = launch_variant(a, variant, stream);
+  if (e != cudaSuccess) return record_cuda_error(e);
+  g_last_cuda_error[0] = '\0';
+  return INT4_CUDA_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+int int4_cuda_int4_plain_mm(const void* x, const void* qdata, const void* scale, const void* zero,
+                            void* out, int64_t M, int64_t N, int64_t K, int64_t group_size,
+                            int4_cuda_stream_t stream) {
+  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size,
+                       reinterpret_cast<cudaStream_t>(stream), 0);
+}
+
+// Not part of the stable contract: forces one kernel variant (benchmarks and tests only).
+// variant 0 = default dispatch; 1..5 decode variants (M <= 8 only); 9 = prefill kernel.
+int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
+                                    const void* zero, void* out, int64_t M, int64_t N, int64_t K,
+                                    int64_t group_size, int4_cuda_stream_t stream, int variant) {
+  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size,
+                       reinterpret_cast<cudaStream_t>(stream), variant);
+}
+
+const char* int4_cuda_status_string(int status) {
+  switch (status) {
+    case INT4_CUDA_OK: return "ok";
+    case INT4_CUDA_ERR_NULL_X: return "x is a null pointer";
+    case INT4_CUDA_ERR_NULL_QDATA: return "qdata is a null pointer";
+    case INT4_CUDA_ERR_NULL_SCALE: return "scale is a null pointer";
+    case INT4_CUDA_ERR_NULL_ZERO: return "zero is a null pointer";
+    case INT4_CUDA_ERR_NULL_OUT: return "out is a null pointer";
+    case INT4_CUDA_ERR_BAD_M: return "M must be > 0";
+    case INT4_CUDA_ERR_BAD_N: return "N must be > 0";
+    case INT4_CUDA_ERR_BAD_K: return "K must be > 0";
+    case INT4_CUDA_ERR_BAD_GROUP_SIZE: return "group_size must be 32, 64, 128 or 256";
+    case INT4_CUDA_ERR_K_NOT_DIVISIBLE: return "K must be divisible by group_size";
+    case INT4_CUDA_ERR_TOO_LARGE: return "M, N and K must each be <= 1073741824 (2^30)";
+    case INT4_CUDA_ERR_MISALIGNED_X: return "x must be 16-byte aligned";
+    case INT4_CUDA_ERR_MISALIGNED_QDATA: return "qdata must be 16-byte aligned";
+    case INT4_CUDA_ERR_MISALIGNED_SCALE: return "scale must be 2-byte aligned";
+    case INT4_CUDA_ERR_MISALIGNED_ZERO: return "zero must be 2-byte aligned";
+    case INT4_CUDA_ERR_MISALIGNED_OUT: return "out must be 2-byte aligned";
+    case INT4_CUDA_ERR_LAUNCH:
+      return "CUDA launch failed (no device, no kernel image for this GPU, or bad stream); "
+             "see int4_cuda_last_cuda_error()";
+    default: return "unknown int4_cuda status code";
+  }
+}
+
+const char* int4_cuda_last_cuda_error(void) { return g_last_cuda_error; }
+
+}  // extern "C"

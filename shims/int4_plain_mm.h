@@ -1,0 +1,111 @@
+/* int4_plain_mm: bf16 activations x group-wise asymmetric int4 weights, CUDA, C ABI.
+ *
+ *   out[M, N] = x[M, K] @ W^T
+ *   W[n, k]   = (u[n, k] - 8) * scale[n, k / gs] + zero[n, k / gs]
+ *
+ * This header is the kernel's contract with the Python packer and the C++ runtime.
+ *
+ * Layout (all tensors dense, row-major, no strides):
+ *   x      bf16  [M, K]       row m starts at x + m*K.
+ *   qdata  uint8 [N, K/2]     byte j of row n = u(n, 2j) | u(n, 2j+1) << 4, u in [0, 15].
+ *                             u is torchao's signed code q in [-8, 7] plus 8 (u = q + 8, i.e. the
+ *                             two's-complement nibble XOR 8).
+ *   scale  bf16  [N, K/gs]    "coalesced" layout: row n holds the K/gs group scales of weight row n
+ *                             (NOT torchao's [K/gs, N]).
+ *   zero   bf16  [N, K/gs]    same layout; zero is in the float domain (torchao: w = q*scale + zero).
+ *   out    bf16  [M, N]       every element is written.
+ *
+ * Numerics: q = u - 8 is exact; each weight is dequantized as one fused multiply-add
+ * w = fma(q, scale, zero) rounded once to bf16 (the bf16 weight a bf16 GEMM on the dequantized
+ * weight sees), products and sums in fp32 (tensor cores, fp32 accumulation), result rounded to bf16
+ * (round-to-nearest-even). Relative error vs a float64 reference: about 2e-3 on random data.
+ *
+ * Arguments accepted:
+ *   M, N, K > 0; M, N, K <= 2^30; group_size in {32, 64, 128, 256}; K % group_size == 0
+ *   (K % 128 need NOT be 0: K = 576 with gs 32/64 works).
+ * Alignment required (bytes): x 16, qdata 16, scale 2, zero 2, out 2.
+ *   (Rows stay aligned on their own: K % 32 == 0 makes every x row 64-byte and every qdata row
+ *   16-byte aligned relative to the base.)
+ * stream: any CUDA stream (0 = legacy default); the call is asynchronous and may be captured in a
+ * CUDA graph. No workspace and no shared scratch (only a per-device occupancy value cached in an
+ * atomic): calls from several threads/streams are safe.
+ *
+ * Kernel choice (by M only):
+ *   M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M : decode kernel, tensor-core matvec; all M rows are fused
+ *                                          so every weight byte is read once (M <= 8 costs about
+ *                                          the same as M = 1).
+ *   otherwise                            : prefill kernel, tiled tensor-core GEMM with the dequant
+ *                                          fused in its main loop.
+ *
+ * Error handling: every argument is checked on the host BEFORE any CUDA call, in the order of the
+ * status codes below (first failure wins), so the checks run (and are testable) without a GPU.
+ * A failing check returns its code and launches nothing; the library never aborts.
+ */
+#ifndef INT4_CUDA_SHIMS_INT4_PLAIN_MM_H_
+#define INT4_CUDA_SHIMS_INT4_PLAIN_MM_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Avoid requiring cuda_runtime.h in consumers: cudaStream_t is a pointer to an opaque struct. */
+typedef struct CUstream_st* int4_cuda_stream_t;
+
+/* Largest M served by the decode (matvec) kernel. Shared with Python (int4_cuda) as the
+ * decode/prefill threshold. */
+#define INT4_CUDA_PLAIN_MM_DECODE_MAX_M 32
+
+/* Status codes. 0 = success. Values are stable (part of the ABI). */
+typedef enum int4_cuda_status {
+  INT4_CUDA_OK = 0,
+  INT4_CUDA_ERR_NULL_X = 1,
+  INT4_CUDA_ERR_NULL_QDATA = 2,
+  INT4_CUDA_ERR_NULL_SCALE = 3,
+  INT4_CUDA_ERR_NULL_ZERO = 4,
+  INT4_CUDA_ERR_NULL_OUT = 5,
+  INT4_CUDA_ERR_BAD_M = 6,              /* M <= 0 */
+  INT4_CUDA_ERR_BAD_N = 7,              /* N <= 0 */
+  INT4_CUDA_ERR_BAD_K = 8,              /* K <= 0 */
+  INT4_CUDA_ERR_BAD_GROUP_SIZE = 9,     /* not 32, 64, 128 or 256 */
+  INT4_CUDA_ERR_K_NOT_DIVISIBLE = 10,   /* K % group_size != 0 */
+  INT4_CUDA_ERR_TOO_LARGE = 11,         /* M, N or K > 2^30 */
+  INT4_CUDA_ERR_MISALIGNED_X = 12,      /* x not 16-byte aligned */
+  INT4_CUDA_ERR_MISALIGNED_QDATA = 13,  /* qdata not 16-byte aligned */
+  INT4_CUDA_ERR_MISALIGNED_SCALE = 14,  /* scale not 2-byte aligned */
+  INT4_CUDA_ERR_MISALIGNED_ZERO = 15,   /* zero not 2-byte aligned */
+  INT4_CUDA_ERR_MISALIGNED_OUT = 16,    /* out not 2-byte aligned */
+  INT4_CUDA_ERR_LAUNCH = 17,            /* CUDA reported an error at launch (no device, no kernel
+                                           image for this GPU, bad stream, ...); see
+                                           int4_cuda_last_cuda_error() */
+  INT4_CUDA_STATUS_COUNT_ = 18
+} int4_cuda_status;
+
+/* out = x @ dequant(W)^T. Returns INT4_CUDA_OK or an int4_cuda_status code. */
+int int4_cuda_int4_plain_mm(const void* x,      /* bf16  [M, K]    */
+                            const void* qdata,  /* uint8 [N, K/2]  */
+                            const void* scale,  /* bf16  [N, K/gs] */
+                            const void* zero,   /* bf16  [N, K/gs] */
+                            void* out,          /* bf16  [M, N]    */
+                            int64_t M, int64_t N, int64_t K, int64_t group_size,
+                            int4_cuda_stream_t stream);
+
+/* Not part of the stable contract (benchmarks and tests only): same as int4_cuda_int4_plain_mm but
+ * forces a kernel variant. 0 = default dispatch; 8 = prefill kernel with 4 stages; 1..7, 10..12 = decode-kernel variants (M <= 32 only,
+ * else INT4_CUDA_ERR_BAD_M); 9 = prefill kernel for any M. Other values = default dispatch. */
+int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
+                                    const void* zero, void* out, int64_t M, int64_t N, int64_t K,
+                                    int64_t group_size, int4_cuda_stream_t stream, int variant);
+
+/* Human-readable text for a status code; names the offending argument. Never NULL. */
+const char* int4_cuda_status_string(int status);
+
+/* Text of the last CUDA error seen by a launch from this thread ("" if none). Never NULL. */
+const char* int4_cuda_last_cuda_error(void);
+
+#ifdef __cplusplus
+}  /* extern "C" */
+#endif
+
+#endif  /* INT4_CUDA_SHIMS_INT4_PLAIN_MM_H_ */

@@ -1,0 +1,121 @@
+"""int4_plain_mm on the GPU, through its C ABI (ctypes on torch tensors' data_ptr()), against a float64
+dequant reference computed here from the packed bytes. Needs an NVIDIA GPU: marked `gpu`."""
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.gpu
+
+M_PATHS = [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 63, 64, 65, 128, 512]
+DECODE_VARIANTS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12]  # see int4_cuda_int4_plain_mm_variant in shims/int4_plain_mm.h
+PREFILL_VARIANT = 9
+
+
+@pytest.fixture(scope="module")
+def dev():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return torch.device("cuda")
+
+
+def make_inputs(M, N, K, gs, dev, seed):
+    g = torch.Generator(device=dev).manual_seed(seed)
+    x = torch.randn(M, K, device=dev, generator=g).to(torch.bfloat16)
+    qdata = torch.randint(0, 256, (N, K // 2), device=dev, generator=g, dtype=torch.int32).to(torch.uint8)
+    # torchao-like: scale > 0 (range/15), zero = min + 8*scale (float domain)
+    scale = (torch.rand(N, K // gs, device=dev, generator=g) * 0.02 + 0.002).to(torch.bfloat16)
+    zero = (torch.randn(N, K // gs, device=dev, generator=g) * 0.02).to(torch.bfloat16)
+    return x, qdata, scale, zero
+
+
+def reference(x, qdata, scale, zero, gs):
+    """float64: W[n,k] = (u[n,k] - 8) * scale[n,k//gs] + zero[n,k//gs]; byte j = u(2j) | u(2j+1) << 4."""
+    q = qdata.to(torch.int64)
+    u = torch.stack([q & 0xF, q >> 4], dim=-1).reshape(q.shape[0], -1)  # [N, K], k = 2j, 2j+1
+    s = scale.double().repeat_interleave(gs, dim=1)
+    z = zero.double().repeat_interleave(gs, dim=1)
+    w = (u.double() - 8.0) * s + z
+    return x.double() @ w.t()
+
+
+def run(lib, x, qdata, scale, zero, out, M, N, K, gs, variant=None):
+    stream = torch.cuda.current_stream().cuda_stream
+    args = (x.data_ptr(), qdata.data_ptr(), scale.data_ptr(), zero.data_ptr(), out.data_ptr(), M, N, K, gs, stream)
+    rc = lib.int4_cuda_int4_plain_mm(*args) if variant is None else lib.int4_cuda_int4_plain_mm_variant(*args, variant)
+    assert rc == 0, (rc, lib.int4_cuda_status_string(rc).decode(), lib.int4_cuda_last_cuda_error().decode())
+    torch.cuda.synchronize()
+
+
+def check(lib, M, N, K, gs, dev, variant=None, seed=0, out_offset=0):
+    x, qdata, scale, zero = make_inputs(M, N, K, gs, dev, seed=seed * 7919 + M * 131 + N * 17 + K + gs)
+    buf = torch.full((M * N + out_offset,), float("nan"), device=dev, dtype=torch.bfloat16)
+    out = buf[out_offset:].view(M, N)
+    run(lib, x, qdata, scale, zero, out, M, N, K, gs, variant)
+    ref = reference(x, qdata, scale, zero, gs)
+    o = out.double()
+    assert not torch.isnan(o).any(), f"{int(torch.isnan(o).sum())} output elements not written"
+    rel = (torch.linalg.norm(o - ref) / torch.linalg.norm(ref)).item()
+    assert rel <= 1e-2, f"relative error {rel:.3e} (M={M} N={N} K={K} gs={gs} variant={variant})"
+    return rel
+
+
+# Every M path x every group size on one shape with N not a multiple of any tile size.
+@pytest.mark.parametrize("gs", [32, 64, 128, 256])
+@pytest.mark.parametrize("M", M_PATHS)
+def test_all_m_all_gs(shims_lib, dev, M, gs):
+    check(shims_lib, M, 1000, 1536, gs, dev)
+
+
+# SmolLM2 K values (576 is not a multiple of 128) and awkward N.
+@pytest.mark.parametrize("gs", [32, 64])
+@pytest.mark.parametrize("N,K", [(192, 576), (576, 576), (1536, 576), (576, 1536), (3072, 1536)])
+@pytest.mark.parametrize("M", M_PATHS)
+def test_smollm2_shapes(shims_lib, dev, M, N, K, gs):
+    check(shims_lib, M, N, K, gs, dev)
+
+
+# Tiny K, and K % 64 == 32 (the prefill kernel's 64-k tile is half-filled at the end).
+@pytest.mark.parametrize("N,K", [(130, 32), (320, 96), (64, 160), (1000, 2080)])
+@pytest.mark.parametrize("M", M_PATHS)
+def test_k_tail(shims_lib, dev, M, N, K):
+    check(shims_lib, M, N, K, 32, dev)
+
+
+@pytest.mark.parametrize("M", [1, 2, 8, 16, 65, 512])
+def test_vocab_projection(shims_lib, dev, M):
+    check(shims_lib, M, 49152, 576, 32, dev)
+
+
+@pytest.mark.parametrize("gs", [32, 128])
+@pytest.mark.parametrize("M", [1, 4, 8, 64, 128])
+def test_llama_shape(shims_lib, dev, M, gs):
+    check(shims_lib, M, 4096, 4096, gs, dev)
+
+
+# Odd N and an output that is only 2-byte aligned (exercises the scalar-store epilogue paths).
+@pytest.mark.parametrize("M", [1, 3, 8, 9, 64, 130])
+@pytest.mark.parametrize("N,out_offset", [(1001, 0), (1000, 1), (7, 0)])
+def test_odd_n_and_unaligned_out(shims_lib, dev, M, N, out_offset):
+    check(shims_lib, M, N, 576, 64, dev, out_offset=out_offset)
+
+
+# Every kernel variant the benchmark may time computes the same function.
+@pytest.mark.parametrize("variant", DECODE_VARIANTS + [8, PREFILL_VARIANT])
+@pytest.mark.parametrize("M", [1, 5, 8, 9, 16, 17, 32])
+@pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (64, 21504, 256), (20000, 576, 64)])
+def test_variants(shims_lib, dev, variant, M, N, K, gs):
+    check(shims_lib, M, N, K, gs, dev, variant=variant)
+
+
+def test_repeatable(shims_lib, dev):
+    """Same inputs, same bits (no races, no reads of unwritten memory)."""
+    M, N, K, gs = 8, 3000, 4096, 64
+    x, qdata, scale, zero = make_inputs(M, N, K, gs, dev, seed=5)
+    outs = []
+    for _ in range(3):
+        out = torch.full((M, N), float("nan"), device=dev, dtype=torch.bfloat16)
+        run(shims_lib, x, qdata, scale, zero, out, M, N, K, gs)
+        outs.append(out)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
