@@ -28,11 +28,15 @@ def _check(x, qdata, scale, zero, group_size):
     )
 
 
+def matmul_dequantized(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x [M, K] @ w[N, K]^T with w the float32 dequantized weight: f32 accumulation, x's dtype out."""
+    return (x.to(torch.float32) @ w.t()).to(x.dtype)
+
+
 @torch.library.impl(_lib, "int4_plain_mm", "CompositeExplicitAutograd")
 def int4_plain_mm(x, qdata, scale, zero, group_size):
     _check(x, qdata, scale, zero, group_size)
-    w = dequantize_coalesced(qdata, scale, zero, group_size, torch.float32)
-    return (x.to(torch.float32) @ w.t()).to(x.dtype)
+    return matmul_dequantized(x, dequantize_coalesced(qdata, scale, zero, group_size, torch.float32))
 
 
 @torch.library.register_fake("int4_cuda::int4_plain_mm")
@@ -68,6 +72,11 @@ def rope(x, cos, sin, start_pos, interleaved):
 @torch.library.register_fake("int4_cuda::rope")
 def _rope_fake(x, cos, sin, start_pos, interleaved):
     torch._check(x.dim() == 4 and cos.shape[-1] * 2 == x.shape[-1], lambda: "rope: x [B,T,H,D], cos [P, D/2]")
+    torch._check(
+        cos.dtype == torch.float32 and sin.dtype == torch.float32,
+        lambda: f"rope: cos/sin tables must be float32 (got {cos.dtype}); keep them float32 when casting "
+        f"the model (register them after .to(torch.bfloat16))",
+    )
     return torch.empty_like(x)
 
 

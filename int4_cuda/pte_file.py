@@ -71,7 +71,10 @@ class ProgramFile:
             if len(external) > 1:
                 raise Int4CudaFileError(f"{path}: delegates name several weight files {sorted(external)}")
             pf.ptd_path = ptd_path or os.path.join(os.path.dirname(os.path.abspath(path)), f"{external.pop()}.ptd")
-            pf._load_ptd()
+            if ptd_path is not None or os.path.isfile(pf.ptd_path):
+                pf._load_ptd()
+            # else: a program without constants needs no .ptd (save() writes none); named_bytes
+            # reports the missing file if a constant is asked for.
         return pf
 
     def _load_ptd(self) -> None:
@@ -109,6 +112,11 @@ class ProgramFile:
         """Bytes stored under `key` in the .pte, else in the .ptd, else None."""
         if key in self._pte_named:
             return self._pte_named[key]
+        if self._ptd is None and self.ptd_path is not None:
+            raise Int4CudaFileError(
+                f"{self.path}: needs its weights file {self.ptd_path} (not found); pass --data/ptd_path, "
+                f"or re-export with --embed_weights"
+            )
         if self._ptd is not None and key in self._ptd.named_data:
             return bytes(self._ptd.buffers[self._ptd.named_data[key].buffer_index])
         return None

@@ -16,12 +16,16 @@ import torch
 import torch.nn.functional as F
 
 import int4_cuda.backend  # noqa: F401  (registers torch.ops.int4_cuda.*)
-from int4_cuda.backend.ops import kv_attention_reference
+from int4_cuda.backend.coalesced_int4_tensor import dequantize_coalesced
+from int4_cuda.backend.ops import kv_attention_reference, matmul_dequantized
 from int4_cuda.backend.serialize import DTYPE_TO_TORCH
 from int4_cuda.blob import decode_blob, static_dims, verify_graph
 from int4_cuda.errors import Int4CudaError, Int4CudaFileError
 from int4_cuda.pte_file import BACKEND_ID, ProgramFile
 from int4_cuda.schema import GraphT, OpArg, OpCode, OP_NAMES
+
+# Dequantized float32 weights are kept between runs up to this total (SmolLM2-135M needs ~0.4 GiB).
+DEQUANT_CACHE_BYTES = 2 << 30
 
 # ExecuTorch ScalarType -> torch dtype (the subset programs use).
 _ET_DTYPES = {0: torch.uint8, 1: torch.int8, 2: torch.int16, 3: torch.int32, 4: torch.int64, 5: torch.float16,
@@ -45,6 +49,19 @@ class BlobExecutor:
         }
         self.weights = g.int4Weights or []
         self.kv_cache: Dict[int, tuple] = {}  # layer -> (K, V) [max_seq_len, Hkv, D], kept across runs
+        self._w_cache: Dict[int, torch.Tensor] = {}
+        self._cache_ok = sum(4 * w.n * w.k for w in self.weights) <= DEQUANT_CACHE_BYTES
+
+    def _dequantized(self, i: int) -> torch.Tensor:
+        """float32 W of int4 weight i, kept after first use when all of them fit DEQUANT_CACHE_BYTES
+        (a decode step would otherwise dequantize the whole model again)."""
+        if i in self._w_cache:
+            return self._w_cache[i]
+        w = self.weights[i]
+        dq = dequantize_coalesced(self.consts[w.qdata], self.consts[w.scale], self.consts[w.zero], w.groupSize)
+        if self._cache_ok:
+            self._w_cache[i] = dq
+        return dq
 
     def _shape(self, vid: int, sym: List[int]) -> List[int]:
         return [d.offset + (d.coeff * sym[d.symbol] if d.symbol >= 0 else 0) for d in self.g.values[vid].dims or []]
@@ -92,9 +109,7 @@ class BlobExecutor:
         c, arg = op.code, op.arg
         x = ins[0] if ins else None
         if c == OpCode.INT4_PLAIN_MM:
-            w = self.weights[arg.weight]
-            return torch.ops.int4_cuda.int4_plain_mm(x, self.consts[w.qdata], self.consts[w.scale],
-                                                     self.consts[w.zero], w.groupSize)
+            return matmul_dequantized(x, self._dequantized(arg.weight))
         if c in (OpCode.ADD, OpCode.SUB, OpCode.MUL, OpCode.DIV):
             other = ins[1] if len(ins) > 1 else arg.value
             fn = {OpCode.ADD: torch.add, OpCode.SUB: torch.sub, OpCode.MUL: torch.mul, OpCode.DIV: torch.div}[c]

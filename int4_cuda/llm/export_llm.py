@@ -38,6 +38,8 @@ def build_model(cfg, state):
 
     with torch.device("meta"):
         model = Transformer(cfg)
+    for k in [k for k in state if k == "norm.weight" or k.endswith(("attention_norm.weight", "ffn_norm.weight"))]:
+        state[k] = state[k].float()  # residual-stream norms run in float32 (model.py)
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
         raise Int4CudaError(f"weights do not fit the {cfg.arch} decoder: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -58,7 +60,6 @@ def export_llm(
     output_name: Optional[str] = None,
     embed_weights: bool = False,
     full_logits: bool = False,
-    verbose: bool = False,
 ) -> dict:
     """Returns {"pte", "ptd", "tokenizer", "config", "seconds", "peak_rss"}; raises Int4CudaError."""
     import int4_cuda
@@ -132,6 +133,19 @@ def export_llm(
             "seconds": time.time() - t0, "peak_rss": peak_rss_bytes()}
 
 
+def resolve_output(output_dir: str, output_name: Optional[str]):
+    """(folder, base name). A folder part of --output_name is joined under --output_dir (never
+    dropped, never replacing it); a trailing .pte is removed."""
+    if not output_name:
+        return output_dir, None
+    head, tail = os.path.split(output_name)
+    if tail.endswith(".pte"):
+        tail = tail[:-4]
+    if not tail:
+        raise Int4CudaError(f"--output_name '{output_name}' has no file name")
+    return (os.path.join(output_dir, head) if head else output_dir), tail
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="export_llm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", required=True, choices=["cuda"], help="the int4_cuda delegate")
@@ -149,23 +163,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--embed_weights", action="store_true", help="keep weights inside the .pte (no .ptd)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
+    if a.verbose:  # stage details: nodes left to ExecuTorch's CPU kernels and why, files written
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+        logging.getLogger("int4_cuda").setLevel(logging.INFO)
     msl = a.max_seq_length
     if a.max_context_length is not None:
         if msl is not None and msl != a.max_context_length:
             p.error("--max_seq_length and --max_context_length differ; int4_cuda uses one KV-cache length")
         msl = a.max_context_length
-    out_dir, name = a.output_dir, a.output_name
-    if name:
-        head, tail = os.path.split(name)
-        if tail.endswith(".pte"):
-            tail = tail[:-4]
-        if head:  # an --output_name with a folder is joined under --output_dir, never silently dropped
-            out_dir = os.path.join(out_dir, head)
-        name = tail
     try:
+        out_dir, name = resolve_output(a.output_dir, a.output_name)
         r = export_llm(gguf=a.gguf, checkpoint=a.checkpoint, preset=a.preset, group_size=a.group_size,
                        max_seq_length=msl, output_dir=out_dir, output_name=name,
-                       embed_weights=a.embed_weights, verbose=a.verbose)
+                       embed_weights=a.embed_weights)
     except (Int4CudaError, ValueError, TypeError) as e:
         print(f"export_llm: error: {e}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ def test_missing_files(tmp_path, exported):
     assert "program file (.pte) not found" in err(tmp_path / "nope.pte")
     pte = tmp_path / "m.pte"
     shutil.copy(exported["m"].pte, pte)
-    assert "weights file (.ptd) needed by" in err(pte) and "m.ptd" in err(pte)
+    assert "needs its weights file" in err(pte) and "m.ptd (not found)" in err(pte)
 
 
 @pytest.mark.parametrize("cut", [10, 200, -40])
