@@ -4,7 +4,9 @@
 
 means x @ dequant(W).T with W in the coalesced layout of backend/coalesced_int4_tensor.py. The
 pure-PyTorch implementation below (CPU and CUDA) is the reference the GPU kernels are tested
-against; it accumulates in float32 and returns x's dtype, like the kernels.
+against, with the kernels' exact arithmetic (shims/int4_plain_mm.h): w = q*scale + zero computed
+in float32 and rounded once to x's dtype (the bf16 operand of a bf16 GEMM on the dequantized
+weight), products and sums in float32, the result rounded to x's dtype.
 """
 import torch
 
@@ -28,15 +30,21 @@ def _check(x, qdata, scale, zero, group_size):
     )
 
 
-def matmul_dequantized(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x [M, K] @ w[N, K]^T with w the float32 dequantized weight: f32 accumulation, x's dtype out."""
-    return (x.to(torch.float32) @ w.t()).to(x.dtype)
+def operand_weight(w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The float32 dequantized weight rounded once to the activations' dtype, kept in float32."""
+    return w.to(dtype).to(torch.float32)
+
+
+def matmul_dequantized(x: torch.Tensor, w_operand: torch.Tensor) -> torch.Tensor:
+    """x [M, K] @ w_operand[N, K]^T (see operand_weight): f32 accumulation, x's dtype out."""
+    return (x.to(torch.float32) @ w_operand.t()).to(x.dtype)
 
 
 @torch.library.impl(_lib, "int4_plain_mm", "CompositeExplicitAutograd")
 def int4_plain_mm(x, qdata, scale, zero, group_size):
     _check(x, qdata, scale, zero, group_size)
-    return matmul_dequantized(x, dequantize_coalesced(qdata, scale, zero, group_size, torch.float32))
+    w = dequantize_coalesced(qdata, scale, zero, group_size, torch.float32)
+    return matmul_dequantized(x, operand_weight(w, x.dtype))
 
 
 @torch.library.register_fake("int4_cuda::int4_plain_mm")

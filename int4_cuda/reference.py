@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import int4_cuda.backend  # noqa: F401  (registers torch.ops.int4_cuda.*)
 from int4_cuda.backend.coalesced_int4_tensor import dequantize_coalesced
-from int4_cuda.backend.ops import kv_attention_reference, matmul_dequantized
+from int4_cuda.backend.ops import kv_attention_reference, matmul_dequantized, operand_weight
 from int4_cuda.backend.serialize import DTYPE_TO_TORCH
 from int4_cuda.blob import decode_blob, static_dims, verify_graph
 from int4_cuda.errors import Int4CudaError, Int4CudaFileError
@@ -49,18 +49,20 @@ class BlobExecutor:
         }
         self.weights = g.int4Weights or []
         self.kv_cache: Dict[int, tuple] = {}  # layer -> (K, V) [max_seq_len, Hkv, D], kept across runs
-        self._w_cache: Dict[int, torch.Tensor] = {}
+        self._w_cache: Dict[tuple, torch.Tensor] = {}
         self._cache_ok = sum(4 * w.n * w.k for w in self.weights) <= DEQUANT_CACHE_BYTES
 
-    def _dequantized(self, i: int) -> torch.Tensor:
-        """float32 W of int4 weight i, kept after first use when all of them fit DEQUANT_CACHE_BYTES
-        (a decode step would otherwise dequantize the whole model again)."""
-        if i in self._w_cache:
-            return self._w_cache[i]
+    def _operand(self, i: int, dtype: torch.dtype) -> torch.Tensor:
+        """W of int4 weight i as int4_plain_mm's GEMM operand (backend/ops.py), kept after first use
+        when all of them fit DEQUANT_CACHE_BYTES (a decode step would otherwise dequantize the
+        whole model again)."""
+        if (i, dtype) in self._w_cache:
+            return self._w_cache[(i, dtype)]
         w = self.weights[i]
         dq = dequantize_coalesced(self.consts[w.qdata], self.consts[w.scale], self.consts[w.zero], w.groupSize)
+        dq = operand_weight(dq, dtype)
         if self._cache_ok:
-            self._w_cache[i] = dq
+            self._w_cache[(i, dtype)] = dq
         return dq
 
     def _shape(self, vid: int, sym: List[int]) -> List[int]:
@@ -109,7 +111,7 @@ class BlobExecutor:
         c, arg = op.code, op.arg
         x = ins[0] if ins else None
         if c == OpCode.INT4_PLAIN_MM:
-            return matmul_dequantized(x, self._dequantized(arg.weight))
+            return matmul_dequantized(x, self._operand(arg.weight, x.dtype))
         if c in (OpCode.ADD, OpCode.SUB, OpCode.MUL, OpCode.DIV):
             other = ins[1] if len(ins) > 1 else arg.value
             fn = {OpCode.ADD: torch.add, OpCode.SUB: torch.sub, OpCode.MUL: torch.mul, OpCode.DIV: torch.div}[c]
