@@ -22,7 +22,6 @@ The type is the layout: no other tensor type dispatches to int4_cuda::int4_plain
 """
 from __future__ import annotations
 
-from typing import List
 
 import torch
 import torch.nn.functional as F

@@ -13,6 +13,9 @@ from executorch.exir.backend.backend_details import BackendDetails, PreprocessRe
 from executorch.exir.backend.compile_spec_schema import CompileSpec
 from torch.export import ExportedProgram
 
+from int4_cuda.errors import Int4CudaError
+
+from .op_support import Unsupported
 from .serialize import serialize_graph
 
 # Compile-spec keys (values are utf-8 bytes).
@@ -42,5 +45,8 @@ class Int4CudaBackend(BackendDetails):
         name = spec.get(SPEC_NAME, "model")
         tag = None if spec.get(SPEC_EMBED_WEIGHTS) == "1" else name
         store = NamedDataStore()
-        blob = serialize_graph(edge_program, store, tag)
+        try:
+            blob = serialize_graph(edge_program, store, tag)
+        except Unsupported as e:  # surfaces as one clear error, not a traceback from ExecuTorch's lowering
+            raise Int4CudaError(f"int4_cuda cannot lower this program: {e}") from None
         return PreprocessResult(processed_bytes=blob, data_store_output=store.get_named_data_store_output())

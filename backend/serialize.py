@@ -85,7 +85,8 @@ class _GraphWriter:
         self.g = make(GraphT, version=FormatVersion.CURRENT, values=[], inputs=[], outputs=[], ops=[],
                       int4Weights=[], symbols=[])
         self.ids: Dict[torch.fx.Node, int] = {}
-        self.symbols: Dict[object, int] = {}
+        self.symbols: Dict[object, int] = {}           # sympy symbol -> index in g.symbols
+        self.symbol_inputs: List[torch.fx.Node] = []   # the input each symbol binds to
 
     # -- values ---------------------------------------------------------------------------------
     def _dims(self, shape) -> List[DimT]:
@@ -129,7 +130,11 @@ class _GraphWriter:
                     continue
                 rng = self.ep.range_constraints.get(expr) or size.node.shape_env.var_to_range.get(expr)
                 lo, hi = (rng.lower, rng.upper) if rng is not None else (0, None)
-                if hi is None or not hi.is_finite:
+                try:
+                    hi = int(hi)
+                except (TypeError, ValueError, OverflowError, AttributeError):  # torch's int_oo, or none
+                    hi = None
+                if hi is None:
                     raise Unsupported(
                         f"input {node.name} dim {d} is dynamic without an upper bound; "
                         f"give torch.export.Dim(..., max=...) so the runtime can plan memory"
@@ -138,8 +143,8 @@ class _GraphWriter:
                 # the graph is valid at 1 — and size 1 is the decode step — so 2 is read as 1.
                 lo = 1 if int(lo) <= 2 else int(lo)
                 self.symbols[expr] = len(self.g.symbols)
-                self.g.symbols.append(make(SymbolBindingT, value=0, dim=d, minValue=lo, maxValue=int(hi)))
-                self.g.symbols[-1]._input_node = node
+                self.g.symbols.append(make(SymbolBindingT, value=0, dim=d, minValue=lo, maxValue=hi))
+                self.symbol_inputs.append(node)
 
     def _int4_weight(self, node: torch.fx.Node) -> Int4MatMulT:
         info = node.meta.get(INT4_WEIGHT_META)
@@ -179,9 +184,8 @@ class _GraphWriter:
         self._bind_symbols(user_inputs)
         # Scalar (SymInt) delegate arguments are -1: every size is bound from the tensor inputs.
         self.g.inputs = [self.value(n) if n in user_inputs else -1 for n in placeholders]
-        for sb in self.g.symbols:
-            sb.value = self.ids[sb._input_node]
-            del sb._input_node
+        for sb, node in zip(self.g.symbols, self.symbol_inputs):
+            sb.value = self.ids[node]
         fused = self._fuse_linear_casts(ep)
         for node in ep.graph.nodes:
             if node.op != "call_function" or aten_op(node) in SHAPE_ONLY or node in fused:

@@ -6,7 +6,6 @@ The Python API end to end: quantize_ (torchao Int4Tensor) -> lower (pack, export
 partition) -> save (.pte + .ptd) -> load (reference executor), checked against eager PyTorch.
 """
 import argparse
-import os
 import sys
 
 import torch

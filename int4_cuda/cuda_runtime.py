@@ -21,7 +21,7 @@ import ctypes
 import importlib.util
 import os
 import pathlib
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 

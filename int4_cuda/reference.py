@@ -22,7 +22,7 @@ from int4_cuda.backend.serialize import DTYPE_TO_TORCH
 from int4_cuda.blob import decode_blob, static_dims, verify_graph
 from int4_cuda.errors import Int4CudaError, Int4CudaFileError
 from int4_cuda.pte_file import BACKEND_ID, ProgramFile
-from int4_cuda.schema import GraphT, OpArg, OpCode, OP_NAMES
+from int4_cuda.schema import GraphT, OpCode, OP_NAMES
 
 # Dequantized float32 weights are kept between runs up to this total (SmolLM2-135M needs ~0.4 GiB).
 DEQUANT_CACHE_BYTES = 2 << 30

@@ -4,7 +4,6 @@ pinned executorch wheel (24.3.25, matching the pinned `flatbuffers` runtime).
     python schema/generate.py          # rewrite schema/int4_cuda_generated.py
     python schema/generate.py --check  # exit 1 if the committed file differs (CI)
 """
-import os
 import subprocess
 import sys
 import tempfile

@@ -119,3 +119,11 @@ def test_export_errors_name_the_layer():
     int4_cuda.quantize_(m, 32)
     with pytest.raises(ValueError, match=r"^0: scale/zero are torch.float32.*model.to\(torch.bfloat16\)"):
         int4_cuda.lower(m, (torch.randn(1, 64),))
+
+
+def test_unbounded_dynamic_dim_is_a_clear_error(seed):
+    from int4_cuda.errors import Int4CudaError
+
+    m = build("mlp", 32)
+    with pytest.raises(Int4CudaError, match=r"dynamic without an upper bound.*Dim\(\.\.\., max=\.\.\.\)"):
+        int4_cuda.lower(m, (example("mlp"),), dynamic_shapes=({1: torch.export.Dim("T")},))

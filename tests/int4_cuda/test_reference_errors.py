@@ -1,5 +1,4 @@
 """Bad files give one clear Int4CudaFileError (which file, what, the fix), never a deep traceback."""
-import os
 import shutil
 
 import pytest

@@ -40,7 +40,7 @@ def test_greedy_decode_matches_reference(runtime, smol):
     pos = torch.tensor([0])
     x = torch.tensor([ids])
     sq, same, gpu_tokens, step_s = [], [], [], []
-    for step in range(64):  # the reference's greedy token feeds both, so every step compares like with like
+    for _ in range(64):  # the reference's greedy token feeds both, so every step compares like with like
         t0 = time.time()
         (lg,) = gpu.run("forward", x, pos)
         step_s.append(time.time() - t0)

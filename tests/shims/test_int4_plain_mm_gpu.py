@@ -1,6 +1,5 @@
 """int4_plain_mm on the GPU, through its C ABI (ctypes on torch tensors' data_ptr()), against a float64
 dequant reference computed here from the packed bytes. Needs an NVIDIA GPU: marked `gpu`."""
-import math
 
 import pytest
 
