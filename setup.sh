@@ -28,6 +28,14 @@ if [ "${1:-}" != "--python" ] && [ -f shims/CMakeLists.txt ]; then
       || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q flatbuffers-compiler libflatbuffers-dev >/dev/null; } \
       || echo "setup.sh: could not install flatbuffers-compiler/libflatbuffers-dev; runtime/ will be skipped" >&2
   fi
+  # runtime/llm (int4_cuda_runner's tokenizer) reads tokenizer.json with nlohmann-json and runs the
+  # pre-tokenizer regexes on PCRE2 (linked statically).
+  if [ ! -f /usr/include/nlohmann/json.hpp ] || [ ! -f /usr/include/pcre2.h ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get install -y -q nlohmann-json3-dev libpcre2-dev >/dev/null \
+      || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q nlohmann-json3-dev libpcre2-dev >/dev/null; } \
+      || echo "setup.sh: could not install nlohmann-json3-dev/libpcre2-dev; int4_cuda_runner will be skipped" >&2
+  fi
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build build -j"$(nproc)"
 fi

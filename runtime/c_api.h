@@ -51,6 +51,12 @@ void int4_cuda_legacy_layout_message(const char* weight, char* out, size_t out_l
 /* The last error message the runtime logged on this thread ("" if none). Never NULL. */
 const char* int4_cuda_last_error(void);
 
+/* GPU memory of the current device in bytes (cudaMemGetInfo); 0 on success, else -1 (no GPU). */
+int int4_cuda_gpu_memory(int64_t* free_bytes, int64_t* total_bytes);
+
+/* CUDA graphs captured and replayed by this process's executors so far (runner statistics). */
+void int4_cuda_graph_counters(int64_t* captures, int64_t* replays);
+
 /* --- libint4_cuda_runtime.so --------------------------------------------------------------- */
 
 typedef struct int4_cuda_program int4_cuda_program;

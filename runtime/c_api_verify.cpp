@@ -2,6 +2,8 @@
 // verifier for ctypes tests and fuzzers, the shared legacy-layout text, the last error.
 #include "c_api.h"
 
+#include <cuda_runtime.h>
+
 #include <cstring>
 #include <string>
 #include <vector>
@@ -9,6 +11,11 @@
 #include "blob_verifier.h"
 #include "cuda_device.h"
 #include "last_error.h"
+
+namespace int4_cuda {
+int64_t cuda_graph_captures();  // executor.cu
+int64_t cuda_graph_replays();
+}  // namespace int4_cuda
 
 namespace {
 void copy_out(const std::string& s, char* out, size_t len) {
@@ -47,5 +54,23 @@ void int4_cuda_legacy_layout_message(const char* weight, char* out, size_t out_l
 }
 
 const char* int4_cuda_last_error(void) { return int4_cuda::last_error().c_str(); }
+
+int int4_cuda_gpu_memory(int64_t* free_bytes, int64_t* total_bytes) {
+  size_t f = 0, t = 0;
+  if (cudaMemGetInfo(&f, &t) != cudaSuccess) {
+    cudaGetLastError();
+    if (free_bytes) *free_bytes = 0;
+    if (total_bytes) *total_bytes = 0;
+    return -1;
+  }
+  if (free_bytes) *free_bytes = static_cast<int64_t>(f);
+  if (total_bytes) *total_bytes = static_cast<int64_t>(t);
+  return 0;
+}
+
+void int4_cuda_graph_counters(int64_t* captures, int64_t* replays) {
+  if (captures) *captures = int4_cuda::cuda_graph_captures();
+  if (replays) *replays = int4_cuda::cuda_graph_replays();
+}
 
 }  // extern "C"

@@ -3,8 +3,11 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+
+#include <executorch/runtime/platform/log.h>
 
 #include "int4_plain_mm.h"
 #include "last_error.h"
@@ -53,7 +56,12 @@ std::string shape_text(const Shape& s) {
   return t + "]";
 }
 
+std::atomic<int64_t> g_captures{0}, g_replays{0};
+
 }  // namespace
+
+int64_t cuda_graph_captures() { return g_captures.load(); }
+int64_t cuda_graph_replays() { return g_replays.load(); }
 
 Error Executor::create(Graph graph, const ConstantSource& constants, std::unique_ptr<Executor>* out) {
   std::unique_ptr<Executor> ex(new Executor());
@@ -63,6 +71,7 @@ Error Executor::create(Graph graph, const ConstantSource& constants, std::unique
   ex->value_ptr_.assign(nv, nullptr);
   ex->shapes_.assign(nv, Shape{});
   ex->sym_.assign(g.symbols.size(), 0);
+  ex->in_src_.assign(g.inputs.size(), nullptr);
 
   cudaError_t e = cudaStreamCreateWithFlags(&ex->stream_, cudaStreamNonBlocking);
   if (e != cudaSuccess) return cuda_fail(e, "stream creation");
@@ -135,6 +144,23 @@ Error Executor::create(Graph graph, const ConstantSource& constants, std::unique
     cudaMemsetAsync(c.v, 0, bytes, ex->stream_);
     ex->kv_[op.arg.layer] = c;
   }
+  // Pinned staging for CUDA-graph steps: fixed host addresses, each at its value's largest size.
+  ex->pinned_in_.assign(g.inputs.size(), nullptr);
+  ex->pinned_out_.assign(g.outputs.size(), nullptr);
+  auto pin = [&](uint32_t v, void** p) -> Error {
+    const int64_t b = std::max<int64_t>(max_nbytes(g.values[v], g.symbols), 1);
+    const cudaError_t pe = cudaMallocHost(p, b);
+    return pe == cudaSuccess ? Error::Ok : cuda_fail(pe, "allocation of pinned staging buffers");
+  };
+  for (size_t i = 0; i < g.inputs.size(); ++i)
+    if (g.inputs[i] >= 0) {
+      const Error pe = pin(g.inputs[i], &ex->pinned_in_[i]);
+      if (pe != Error::Ok) return pe;
+    }
+  for (size_t i = 0; i < g.outputs.size(); ++i) {
+    const Error pe = pin(g.outputs[i], &ex->pinned_out_[i]);
+    if (pe != Error::Ok) return pe;
+  }
   if ((e = cudaStreamSynchronize(ex->stream_)) != cudaSuccess) return cuda_fail(e, "initialization");
   *out = std::move(ex);
   return Error::Ok;
@@ -142,6 +168,9 @@ Error Executor::create(Graph graph, const ConstantSource& constants, std::unique
 
 Executor::~Executor() {
   if (stream_) cudaStreamSynchronize(stream_);
+  for (CapturedGraph& cg : graphs_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(cg.exec));
+  for (void* p : pinned_in_) if (p) cudaFreeHost(p);
+  for (void* p : pinned_out_) if (p) cudaFreeHost(p);
   for (auto& [layer, c] : kv_) {
     cudaFree(c.k);
     cudaFree(c.v);
@@ -204,14 +233,14 @@ Error Executor::bind(const HostTensor* inputs, size_t n_inputs) {
   return Error::Ok;
 }
 
-Error Executor::run(const HostTensor* inputs, void* const* outputs) {
+Error Executor::enqueue(const void* const* in_src, void* const* out_dst) {
   const Graph& g = g_;
   cudaError_t e = cudaMemsetAsync(err_dev_, 0, sizeof(int), stream_);
   for (size_t i = 0; i < g.inputs.size() && e == cudaSuccess; ++i) {
     const int32_t v = g.inputs[i];
     if (v < 0) continue;
     const int64_t b = nbytes(shapes_[v], g.values[v].dtype);
-    if (b > 0) e = cudaMemcpyAsync(ptr(v), inputs[i].data, b, cudaMemcpyHostToDevice, stream_);
+    if (b > 0) e = cudaMemcpyAsync(ptr(v), in_src[i], b, cudaMemcpyHostToDevice, stream_);
   }
   if (e != cudaSuccess) return cuda_fail(e, "input copy");
   for (const Op& op : g.ops) {
@@ -222,14 +251,83 @@ Error Executor::run(const HostTensor* inputs, void* const* outputs) {
   for (size_t i = 0; i < g.outputs.size() && e == cudaSuccess; ++i) {
     const uint32_t v = g.outputs[i];
     const int64_t b = nbytes(shapes_[v], g.values[v].dtype);
-    if (b > 0) e = cudaMemcpyAsync(outputs[i], ptr(v), b, cudaMemcpyDeviceToHost, stream_);
+    if (b > 0) e = cudaMemcpyAsync(out_dst[i], ptr(v), b, cudaMemcpyDeviceToHost, stream_);
   }
   if (e == cudaSuccess) e = cudaMemcpyAsync(err_host_, err_dev_, sizeof(int), cudaMemcpyDeviceToHost, stream_);
-  if (e == cudaSuccess) e = cudaStreamSynchronize(stream_);  // the step's only host sync
+  if (e != cudaSuccess) return cuda_fail(e, "output copy");
+  return Error::Ok;
+}
+
+Error Executor::finish() {
+  const cudaError_t e = cudaStreamSynchronize(stream_);  // the step's only host sync
   if (e != cudaSuccess) return cuda_fail(e, "execution");
   if (*err_host_ != kernels::kErrNone)
     return reportf(Error::InvalidArgument, "int4_cuda: %s; check the inputs (token ids, start_pos) against the "
                    "exported limits", kernels::error_code_text(*err_host_));
+  return Error::Ok;
+}
+
+Error Executor::run(const HostTensor* inputs, void* const* outputs, bool use_graph) {
+  if (use_graph && !graph_broken_) {
+    const bool repeat = sym_ == last_sym_;
+    last_sym_ = sym_;
+    for (const CapturedGraph& cg : graphs_)
+      if (cg.sym == sym_) return run_graph(inputs, outputs);
+    if (repeat && graphs_.size() < kMaxGraphs) {
+      // Capture this shape once (recorded, not executed), then replay it for this step.
+      cudaError_t e = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+      if (e != cudaSuccess) return cuda_fail(e, "CUDA graph capture start");
+      const Error qe = enqueue(const_cast<const void* const*>(pinned_in_.data()), pinned_out_.data());
+      cudaGraph_t graph = nullptr;
+      e = cudaStreamEndCapture(stream_, &graph);
+      cudaGraphExec_t exec = nullptr;
+      if (qe == Error::Ok && e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+      if (graph) cudaGraphDestroy(graph);
+      if (qe != Error::Ok || e != cudaSuccess) {
+        // Eager from now on; this step runs eagerly below (a genuine input error shows up there).
+        cudaGetLastError();
+        graph_broken_ = true;
+        ET_LOG(Info, "int4_cuda: CUDA graph capture failed (%s); running eagerly from now on",
+               qe != Error::Ok ? "an op could not be captured" : cudaGetErrorString(e));
+      } else {
+        graphs_.push_back({sym_, exec});
+        g_captures.fetch_add(1);
+        return run_graph(inputs, outputs);
+      }
+    }
+  } else {
+    last_sym_.clear();
+  }
+  for (size_t i = 0; i < g_.inputs.size(); ++i) in_src_[i] = inputs[i].data;
+  const Error qe = enqueue(in_src_.data(), outputs);
+  if (qe != Error::Ok) {
+    cudaStreamSynchronize(stream_);
+    return qe;
+  }
+  return finish();
+}
+
+Error Executor::run_graph(const HostTensor* inputs, void* const* outputs) {
+  const Graph& g = g_;
+  cudaGraphExec_t exec = nullptr;
+  for (const CapturedGraph& cg : graphs_)
+    if (cg.sym == sym_) exec = static_cast<cudaGraphExec_t>(cg.exec);
+  for (size_t i = 0; i < g.inputs.size(); ++i) {
+    const int32_t v = g.inputs[i];
+    if (v < 0) continue;
+    const int64_t b = nbytes(shapes_[v], g.values[v].dtype);
+    if (b > 0) std::memcpy(pinned_in_[i], inputs[i].data, b);
+  }
+  const cudaError_t e = cudaGraphLaunch(exec, stream_);
+  if (e != cudaSuccess) return cuda_fail(e, "CUDA graph launch");
+  const Error fe = finish();
+  if (fe != Error::Ok) return fe;
+  g_replays.fetch_add(1);
+  for (size_t i = 0; i < g.outputs.size(); ++i) {
+    const uint32_t v = g.outputs[i];
+    const int64_t b = nbytes(shapes_[v], g.values[v].dtype);
+    if (b > 0) std::memcpy(outputs[i], pinned_out_[i], b);
+  }
   return Error::Ok;
 }
 

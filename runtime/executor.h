@@ -6,6 +6,13 @@
 // run() (H2D of inputs, one launch sequence on the stream, D2H of outputs, one stream sync at the
 // end). The executor knows nothing of ExecuTorch's tensor types; int4_cuda_backend.cpp adapts.
 //
+// CUDA graphs (run(..., use_graph=true)): a step's launch sequence depends only on its symbol
+// values (shapes) and fixed device pointers — token ids and start_pos are read on the device — so
+// it can be captured once per shape and replayed. Inputs are staged through pinned host buffers
+// made in create() (fixed addresses the graph copies from), outputs likewise. A shape is captured
+// on its second consecutive step (decode: T=1 every step; one-off prefill shapes never are); at
+// most kMaxGraphs are kept. If capture fails, the executor logs once and runs eagerly from then on.
+//
 // Not thread-safe: one step at a time per Executor (as ExecuTorch runs a method).
 #pragma once
 
@@ -59,7 +66,10 @@ class Executor {
   const kernels::Shape& shape(uint32_t value) const { return shapes_[value]; }
 
   // Runs the bound step: outputs[i] receives graph output i (dense, shape(outputs[i]) bytes).
-  Error run(const HostTensor* inputs, void* const* outputs);
+  // use_graph: capture/replay this shape as a CUDA graph (see above); results are identical.
+  Error run(const HostTensor* inputs, void* const* outputs, bool use_graph = false);
+
+  static constexpr size_t kMaxGraphs = 4;
 
   int64_t arena_bytes() const { return plan_.arena_bytes; }
   int64_t constant_bytes() const { return const_bytes_; }
@@ -67,6 +77,11 @@ class Executor {
  private:
   Executor() = default;
   Error run_op(const Op& op);
+  // Enqueues one step on stream_ (error-flag reset, H2D from in_src[i], ops, D2H to out_dst[i]
+  // and of the error flag). No sync: the caller syncs (eager) or it is being captured.
+  Error enqueue(const void* const* in_src, void* const* out_dst);
+  Error finish();  // sync + device error flag check
+  Error run_graph(const HostTensor* inputs, void* const* outputs);
   void* ptr(int32_t v) const { return value_ptr_[v]; }
 
   struct KvCache {
@@ -88,6 +103,20 @@ class Executor {
   // Per-step host state, sized once in create() (no allocation in a step).
   std::vector<int64_t> sym_;
   std::vector<kernels::Shape> shapes_;
+  std::vector<const void*> in_src_;
+  // CUDA graphs: pinned staging (one slot per graph input / output, at its maximum size).
+  std::vector<void*> pinned_in_, pinned_out_;
+  std::vector<int64_t> last_sym_;
+  struct CapturedGraph {
+    std::vector<int64_t> sym;
+    void* exec = nullptr;  // cudaGraphExec_t
+  };
+  std::vector<CapturedGraph> graphs_;
+  bool graph_broken_ = false;
 };
+
+// Process-wide counters of CUDA-graph captures and replays (for runner statistics).
+int64_t cuda_graph_captures();
+int64_t cuda_graph_replays();
 
 }  // namespace int4_cuda

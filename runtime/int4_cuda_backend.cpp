@@ -6,6 +6,12 @@
 //            -> free the blob -> upload constants (host copies freed one by one) -> plan the arena
 //            -> allocate KV caches. Any failure: an Error + one log line; nothing aborts.
 // execute(): CPU tensors in, CPU tensors out; SymInt arguments (graph input id -1) are ignored.
+//
+// Backend option (ExecuTorch's runtime::set_option("Int4CudaBackend", ...)): bool "cuda_graph"
+// turns CUDA-graph capture/replay of repeated step shapes on or off (executor.h says how). The
+// default is off, or the environment variable INT4_CUDA_GRAPH=1 at load time turns it on.
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -13,6 +19,7 @@
 #include <vector>
 
 #include <executorch/runtime/backend/interface.h>
+#include <executorch/runtime/backend/options.h>
 #include <executorch/runtime/core/error.h>
 #include <executorch/runtime/core/evalue.h>
 #include <executorch/runtime/core/exec_aten/util/tensor_util.h>
@@ -33,6 +40,8 @@ using executorch::runtime::ArrayRef;
 using executorch::runtime::BackendExecutionContext;
 using executorch::runtime::BackendInitContext;
 using executorch::runtime::BackendInterface;
+using executorch::runtime::BackendOption;
+using executorch::runtime::BackendOptionContext;
 using executorch::runtime::CompileSpec;
 using executorch::runtime::DelegateHandle;
 using executorch::runtime::Error;
@@ -43,6 +52,12 @@ using executorch::runtime::Result;
 using executorch::runtime::Span;
 
 constexpr const char* kBackendName = "Int4CudaBackend";
+constexpr const char* kCudaGraphOption = "cuda_graph";
+
+bool cuda_graph_default() {
+  const char* v = std::getenv("INT4_CUDA_GRAPH");
+  return v != nullptr && v[0] == '1';
+}
 
 // ExecuTorch ScalarType <-> schema DType (the subset the schema has).
 bool to_dtype(ScalarType t, DType* out) {
@@ -167,10 +182,31 @@ class Int4CudaBackend final : public BackendInterface {
                        "shape (above the exported upper bound?)", j);
       d->outputs[j] = t.mutable_data_ptr();
     }
-    return ex.run(d->inputs.data(), d->outputs.data());
+    return ex.run(d->inputs.data(), d->outputs.data(), cuda_graph_.load());
+  }
+
+  Error set_option(BackendOptionContext& /*context*/, const Span<BackendOption>& options) override {
+    for (const BackendOption& o : options) {
+      if (std::strcmp(o.key, kCudaGraphOption) != 0)
+        return reportf(Error::InvalidArgument, "int4_cuda: unknown backend option '%s' (known: %s)", o.key,
+                       kCudaGraphOption);
+      const bool* b = std::get_if<bool>(&o.value);
+      if (b == nullptr) return reportf(Error::InvalidArgument, "int4_cuda: option '%s' takes a bool", o.key);
+      cuda_graph_.store(*b);
+    }
+    return Error::Ok;
+  }
+
+  Error get_option(BackendOptionContext& /*context*/, Span<BackendOption>& options) override {
+    for (BackendOption& o : options)
+      if (std::strcmp(o.key, kCudaGraphOption) == 0) o.value = cuda_graph_.load();
+    return Error::Ok;
   }
 
   void destroy(DelegateHandle* handle) const override { delete static_cast<Delegate*>(handle); }
+
+ private:
+  std::atomic<bool> cuda_graph_{cuda_graph_default()};
 };
 
 Int4CudaBackend g_backend;
