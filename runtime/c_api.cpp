@@ -30,20 +30,13 @@ struct int4_cuda_program {
 
 namespace {
 
-void copy_out(const std::string& s, char* out, size_t len) {
-  if (out == nullptr || len == 0) return;
-  const size_t n = s.size() < len - 1 ? s.size() : len - 1;
-  std::memcpy(out, s.data(), n);
-  out[n] = '\0';
-}
-
 // "what failed: ExecuTorch error 0x.. (Name)" + the delegate's own message when it logged one.
 int fail(Error e, const std::string& what, char* err, size_t err_len) {
   char code[64];
   snprintf(code, sizeof(code), " (ExecuTorch error 0x%x)", static_cast<unsigned>(e));
   std::string msg = what + code;
   if (!int4_cuda::last_error().empty()) msg += ": " + int4_cuda::last_error();
-  copy_out(msg, err, err_len);
+  int4_cuda::copy_to_c_buffer(msg, err, err_len);
   return static_cast<int>(e == Error::Ok ? Error::Internal : e);
 }
 
@@ -55,7 +48,7 @@ int4_cuda_program* int4_cuda_program_load(const char* pte, const char* ptd, char
   try {
     int4_cuda::clear_last_error();
     if (pte == nullptr) {
-      copy_out("int4_cuda: no .pte path given", err, err_len);
+      int4_cuda::copy_to_c_buffer("int4_cuda: no .pte path given", err, err_len);
       return nullptr;
     }
     auto p = std::make_unique<int4_cuda_program>();
@@ -69,9 +62,9 @@ int4_cuda_program* int4_cuda_program_load(const char* pte, const char* ptd, char
     }
     return p.release();
   } catch (const std::exception& ex) {
-    copy_out(std::string("int4_cuda: ") + ex.what(), err, err_len);
+    int4_cuda::copy_to_c_buffer(std::string("int4_cuda: ") + ex.what(), err, err_len);
   } catch (...) {
-    copy_out("int4_cuda: unknown C++ exception while loading", err, err_len);
+    int4_cuda::copy_to_c_buffer("int4_cuda: unknown C++ exception while loading", err, err_len);
   }
   return nullptr;
 }

@@ -17,21 +17,12 @@ int64_t cuda_graph_captures();  // executor.cu
 int64_t cuda_graph_replays();
 }  // namespace int4_cuda
 
-namespace {
-void copy_out(const std::string& s, char* out, size_t len) {
-  if (out == nullptr || len == 0) return;
-  const size_t n = s.size() < len - 1 ? s.size() : len - 1;
-  std::memcpy(out, s.data(), n);
-  out[n] = '\0';
-}
-}  // namespace
-
 extern "C" {
 
 int int4_cuda_available(char* reason, size_t reason_len) {
   std::string why;
   const bool ok = int4_cuda::cuda_device_usable(&why);
-  copy_out(why, reason, reason_len);
+  int4_cuda::copy_to_c_buffer(why, reason, reason_len);
   return ok ? 1 : 0;
 }
 
@@ -45,12 +36,12 @@ int int4_cuda_verify_blob(const void* blob, size_t blob_len, int4_cuda_named_siz
   const auto fn = [&](const std::string& key) -> int64_t { return named_size ? named_size(ctx, key.c_str()) : -1; };
   const auto e = int4_cuda::verify_blob(blob ? static_cast<const void*>(copy.data()) : nullptr, blob_len, fn,
                                         &graph, &msg);
-  copy_out(msg, message, message_len);
+  int4_cuda::copy_to_c_buffer(msg, message, message_len);
   return static_cast<int>(e);
 }
 
 void int4_cuda_legacy_layout_message(const char* weight, char* out, size_t out_len) {
-  copy_out(int4_cuda::legacy_layout_message(weight ? weight : ""), out, out_len);
+  int4_cuda::copy_to_c_buffer(int4_cuda::legacy_layout_message(weight ? weight : ""), out, out_len);
 }
 
 const char* int4_cuda_last_error(void) { return int4_cuda::last_error().c_str(); }

@@ -2,6 +2,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 
 #include <executorch/runtime/platform/log.h>
 
@@ -27,5 +28,12 @@ executorch::runtime::Error reportf(executorch::runtime::Error error, const char*
 
 const std::string& last_error() { return t_last_error; }
 void clear_last_error() { t_last_error.clear(); }
+
+void copy_to_c_buffer(const std::string& s, char* out, size_t len) {
+  if (out == nullptr || len == 0) return;
+  const size_t n = s.size() < len - 1 ? s.size() : len - 1;
+  std::memcpy(out, s.data(), n);
+  out[n] = '\0';
+}
 
 }  // namespace int4_cuda

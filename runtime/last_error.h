@@ -20,4 +20,8 @@ executorch::runtime::Error reportf(executorch::runtime::Error error, const char*
 const std::string& last_error();
 void clear_last_error();
 
+// Copies `s` into the C API caller's buffer out[len], truncated and always NUL-terminated;
+// a null or empty buffer is left alone.
+void copy_to_c_buffer(const std::string& s, char* out, size_t len);
+
 }  // namespace int4_cuda
