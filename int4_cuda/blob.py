@@ -33,9 +33,74 @@ def decode_blob(blob: bytes, where: str) -> GraphT:
             f"{FormatVersion.CURRENT}; re-export the model with this version of int4_cuda"
         )
     try:
-        return _plain(GraphT.InitFromObj(root))
+        g = _plain(GraphT.InitFromObj(root))
     except Exception:
         raise Int4CudaFileError(f"{where}: corrupt int4_cuda delegate blob") from None
+    _normalize(g)
+    check_structure(g, where)
+    return g
+
+
+def _normalize(g: GraphT) -> None:
+    """Absent vectors and strings (None in the object API) as empty ones, so readers can iterate
+    and print every field of a decoded graph."""
+    for attr in ("values", "inputs", "outputs", "ops", "int4Weights", "symbols"):
+        if getattr(g, attr) is None:
+            setattr(g, attr, [])
+    for t in g.values:
+        t.dims = t.dims or []
+        t.name = t.name or ""
+    for op in g.ops:
+        op.inputs, op.outputs, op.name = op.inputs or [], op.outputs or [], op.name or ""
+    for w in g.int4Weights:
+        w.name = w.name or ""
+
+
+def check_structure(g: GraphT, where: str) -> None:
+    """The checks every reader (inspect, verify_graph, executors) relies on to index the graph:
+    known dtypes, every value/symbol/weight reference in range, one output per op, an argument
+    table for every op that names an argument type. Layout and constants are verify_graph's."""
+    values = g.values or []
+    nv = len(values)
+    nsym = len(g.symbols or [])
+    weights = g.int4Weights or []
+
+    def vid(i, what, optional=False):
+        if (optional and i == -1) or (0 <= i < nv):
+            return
+        raise Int4CudaFileError(f"{where}: {what} refers to value {i}, but the blob has {nv} values")
+
+    for t in values:
+        if t.dtype not in DTYPE_SIZE:
+            raise Int4CudaFileError(f"{where}: value {t.name} has unknown dtype {t.dtype}")
+        for d in t.dims or []:
+            if d.symbol >= nsym or d.symbol < -1:
+                raise Int4CudaFileError(f"{where}: value {t.name} uses undeclared symbol {d.symbol}")
+            if d.symbol < 0 and d.offset < 0:
+                raise Int4CudaFileError(f"{where}: value {t.name} has a negative static dimension {d.offset}; "
+                                        f"the blob is corrupt: re-export the model")
+    for i in g.inputs or []:
+        vid(i, "a graph input", optional=True)
+    for i in g.outputs or []:
+        vid(i, "a graph output")
+    for s in g.symbols or []:
+        vid(s.value, "a symbol binding")
+        if s.dim >= len(values[s.value].dims or []):
+            raise Int4CudaFileError(f"{where}: a symbol binds to dim {s.dim} of {values[s.value].name}, which has fewer dims")
+    for op in g.ops or []:
+        for i in op.inputs or []:
+            vid(i, f"op {op.name} input", optional=True)
+        if len(op.outputs or []) != 1:
+            raise Int4CudaFileError(f"{where}: op {op.name} has {len(op.outputs or [])} outputs, expected 1")
+        for i in op.outputs:
+            vid(i, f"op {op.name} output")
+        if op.argType != OpArg.NONE and op.arg is None:
+            raise Int4CudaFileError(f"{where}: op {op.name} names argument type {op.argType} but has no argument")
+        if op.argType == OpArg.Int4MatMul and not (0 <= op.arg.weight < len(weights)):
+            raise Int4CudaFileError(f"{where}: op {op.name} refers to int4 weight {op.arg.weight} of {len(weights)}")
+    for w in weights:
+        for what, v in (("qdata", w.qdata), ("scale", w.scale), ("zero", w.zero)):
+            vid(v, f"weight '{w.name}' {what}")
 
 
 def _plain(obj):
@@ -67,36 +132,9 @@ def verify_graph(
     g: GraphT, where: str, pte_path: str, named_bytes: Callable[[str], Optional[bytes]]
 ) -> Dict[int, bytes]:
     """Raises Int4CudaFileError on anything wrong; returns {value id: constant bytes}."""
+    check_structure(g, where)  # again: g may have been built or edited after decode_blob
     values = g.values or []
-    nv = len(values)
-
-    def vid(i, what, optional=False):
-        if (optional and i == -1) or (0 <= i < nv):
-            return
-        raise Int4CudaFileError(f"{where}: {what} refers to value {i}, but the blob has {nv} values")
-
-    for t in values:
-        if t.dtype not in DTYPE_SIZE:
-            raise Int4CudaFileError(f"{where}: value {t.name} has unknown dtype {t.dtype}")
-        for d in t.dims or []:
-            if d.symbol >= len(g.symbols or []):
-                raise Int4CudaFileError(f"{where}: value {t.name} uses undeclared symbol {d.symbol}")
-    for i in g.inputs or []:
-        vid(i, "a graph input", optional=True)
-    for i in g.outputs or []:
-        vid(i, "a graph output")
-    for s in g.symbols or []:
-        vid(s.value, "a symbol binding")
-        if s.dim >= len(values[s.value].dims or []):
-            raise Int4CudaFileError(f"{where}: a symbol binds to dim {s.dim} of {values[s.value].name}, which has fewer dims")
     weights = g.int4Weights or []
-    for op in g.ops or []:
-        for i in op.inputs or []:
-            vid(i, f"op {op.name} input", optional=True)
-        for i in op.outputs or []:
-            vid(i, f"op {op.name} output")
-        if op.argType == OpArg.Int4MatMul and not (0 <= op.arg.weight < len(weights)):
-            raise Int4CudaFileError(f"{where}: op {op.name} refers to int4 weight {op.arg.weight} of {len(weights)}")
 
     consts: Dict[int, bytes] = {}
     for i, t in enumerate(values):
@@ -132,7 +170,6 @@ def verify_graph(
         for what, v, dtype, shape in (("qdata", w.qdata, DType.UINT8, [w.n, w.k // 2]),
                                       ("scale", w.scale, DType.BFLOAT16, [w.n, w.k // w.groupSize]),
                                       ("zero", w.zero, DType.BFLOAT16, [w.n, w.k // w.groupSize])):
-            vid(v, f"weight '{name}' {what}")
             t = values[v]
             if v not in consts or t.dtype != dtype or static_dims(t, where) != shape:
                 raise Int4CudaFileError(

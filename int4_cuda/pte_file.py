@@ -24,6 +24,16 @@ def _read(path: str, what: str) -> bytes:
         return f.read()
 
 
+def _check_entries(path: str, what: str, entries, buffers) -> None:
+    """Every named-data entry must point at a buffer that exists (a damaged file may not)."""
+    for key, e in entries.items():
+        if not 0 <= e.buffer_index < len(buffers):
+            raise Int4CudaFileError(
+                f"{path}: corrupt {what}: entry {str(key)[:80]!r} points at buffer {e.buffer_index} of "
+                f"{len(buffers)}; the file is damaged: re-export"
+            )
+
+
 @dataclass
 class Delegate:
     plan: str            # method name, e.g. "forward"
@@ -49,6 +59,7 @@ class ProgramFile:
     ptd_path: Optional[str] = None
     _ptd: Optional[object] = None    # executorch DataPayload
     _pte_named: Dict[str, bytes] = field(default_factory=dict)
+    _delegates: Optional[List[Delegate]] = None
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -63,9 +74,23 @@ class ProgramFile:
         except Exception as e:  # flatc/segment errors: the file is damaged
             raise Int4CudaFileError(f"{path}: corrupt or truncated .pte ({type(e).__name__}: {str(e)[:200]})") from None
         pf = cls(path, pte)
-        nd = pte.named_data
-        if nd is not None:
-            pf._pte_named = {k: bytes(nd.buffers[e.buffer_index]) for k, e in nd.pte_data.items()}
+        try:
+            # The generated Python flatbuffer readers give None for absent fields and do not check
+            # indices: any error while walking a damaged program is reported as a corrupt file.
+            nd = pte.named_data
+            if nd is not None:
+                _check_entries(path, ".pte named data", nd.pte_data, nd.buffers)
+                pf._pte_named = {k: bytes(nd.buffers[e.buffer_index]) for k, e in nd.pte_data.items()}
+            for plan in pte.program.execution_plan:
+                if not isinstance(plan.name, str) or not plan.name:
+                    raise Int4CudaFileError(f"{path}: corrupt .pte: a method has no name; re-export")
+            pf._delegates = pf._find_delegates()
+        except Int4CudaFileError:
+            raise
+        except Exception as e:
+            raise Int4CudaFileError(
+                f"{path}: corrupt .pte: its program structure is damaged ({type(e).__name__}: {str(e)[:200]}); re-export"
+            ) from None
         external = {d.model_name for d in pf.delegates() if not d.embedded}
         if external:
             if len(external) > 1:
@@ -88,6 +113,7 @@ class ProgramFile:
             raise Int4CudaFileError(
                 f"{self.ptd_path}: corrupt or truncated .ptd ({type(e).__name__}: {str(e)[:200]})"
             ) from None
+        _check_entries(self.ptd_path, ".ptd", self._ptd.named_data, self._ptd.buffers)
 
     # -- contents --------------------------------------------------------------------------------
     @property
@@ -95,6 +121,12 @@ class ProgramFile:
         return self.pte.program
 
     def delegates(self) -> List[Delegate]:
+        """The int4_cuda delegates, as found (and checked) when the file was opened."""
+        if self._delegates is None:
+            self._delegates = self._find_delegates()
+        return list(self._delegates)
+
+    def _find_delegates(self) -> List[Delegate]:
         out = []
         prog = self.program
         for plan in prog.execution_plan:
@@ -102,7 +134,7 @@ class ProgramFile:
                 if d.id != BACKEND_ID:
                     continue
                 ref = d.processed
-                if ref.index >= len(prog.backend_delegate_data):
+                if not 0 <= ref.index < len(prog.backend_delegate_data):
                     raise Int4CudaFileError(f"{self.path}: delegate {i} of '{plan.name}' points past the delegate data")
                 specs = {s.key: bytes(s.value).decode(errors="replace") for s in d.compile_specs}
                 out.append(Delegate(plan.name, i, bytes(prog.backend_delegate_data[ref.index].data), specs))

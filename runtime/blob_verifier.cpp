@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 #include <utility>
+#include <vector>
 
 #include <flatbuffers/flatbuffers.h>
 
@@ -37,6 +38,23 @@ std::string dims_text(const std::vector<int64_t>& dims) {
   return s + "]";
 }
 
+// Names and keys come from the blob: a damaged one may hold control bytes (a newline would split the
+// one-line message; issue #8 fuzzer). Those are written as \xNN.
+std::string one_line(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char ch : text) {
+    if (ch < 0x20 || ch == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", ch);
+      out += buf;
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out;
+}
+
 // Collects the first failure; later checks are skipped once one failed.
 class Checker {
  public:
@@ -46,7 +64,7 @@ class Checker {
   bool fail(Error e, std::string text) {
     if (ok()) {
       error_ = e;
-      if (message_) *message_ = std::move(text);
+      if (message_) *message_ = one_line(text);
     }
     return false;
   }
@@ -122,6 +140,28 @@ void decode(const fb::Graph& g, Graph* out) {
     for (const fb::SymbolBinding* s : *ss)
       out->symbols.push_back(Symbol{s->value(), s->dim(), s->min_value(), s->max_value()});
   }
+}
+
+// flatbuffers 2.0.8's Verifier checks a vector's length prefix for 4-byte alignment but not its
+// elements: a damaged blob can place [Dim] (8-byte struct) or [long] elements at 4 mod 8, and
+// reading them in place is undefined behaviour (found by the fuzzer, UBSan). The builder always
+// aligns them, so a blob that is not aligned is corrupt. Offsets are relative to the buffer start,
+// as the Verifier's own alignment checks are.
+template <typename V>
+bool aligned_elements(const V* vec, const uint8_t* base, size_t align) {
+  return vec == nullptr || (reinterpret_cast<const uint8_t*>(vec->Data()) - base) % align == 0;
+}
+
+bool vectors_aligned(const fb::Graph& g, const uint8_t* base) {
+  if (auto* values = g.values())
+    for (const fb::Tensor* t : *values)
+      if (!aligned_elements(t->dims(), base, alignof(fb::Dim))) return false;
+  if (auto* ops = g.ops())
+    for (const fb::Op* o : *ops)
+      if (o->arg() != nullptr && o->arg_type() == OpArg::DimsArg &&
+          !aligned_elements(o->arg_as_DimsArg()->dims(), base, alignof(int64_t)))
+        return false;
+  return true;
 }
 
 // --- per-op rules --------------------------------------------------------------------------------
@@ -234,6 +274,32 @@ class Verifier {
                        format("int4_cuda: the symbol bound to %s dim %u has range %lld..%lld; re-export "
                               "with torch.export.Dim(min=..., max=...) bounds", vname(s.value).c_str(), s.dim,
                               static_cast<long long>(s.min_value), static_cast<long long>(s.max_value)));
+    }
+    return symbolic_dims();
+  }
+
+  // Every symbolic dim, offset + coeff * symbol, must stay in 0..2^62 over its symbol's range with
+  // no int64 overflow: max_nbytes(), the memory planner and the executor compute it unchecked
+  // (issue #8: the fuzzer found a signed overflow in max_dim_size with a damaged coeff).
+  bool symbolic_dims() {
+    constexpr int64_t kLimit = int64_t(1) << 62;
+    for (const Value& v : g_.values) {
+      for (size_t i = 0; i < v.dims.size(); ++i) {
+        const Dim& d = v.dims[i];
+        if (d.symbol < 0) continue;
+        const Symbol& s = g_.symbols[d.symbol];
+        for (int64_t x : {s.min_value, s.max_value}) {
+          int64_t size = 0;
+          if (__builtin_mul_overflow(d.coeff, x, &size) || __builtin_add_overflow(size, d.offset, &size) ||
+              size < 0 || size > kLimit)
+            return c_.fail(Error::InvalidProgram,
+                           format("int4_cuda: value %s dim %zu (%lld + %lld * s%d) is out of range for symbol "
+                                  "values %lld..%lld; the blob is corrupt: re-export the model",
+                                  v.name.c_str(), i, static_cast<long long>(d.offset),
+                                  static_cast<long long>(d.coeff), d.symbol, static_cast<long long>(s.min_value),
+                                  static_cast<long long>(s.max_value)));
+        }
+      }
     }
     return true;
   }
@@ -401,7 +467,7 @@ class Verifier {
         if (dt(in[1]) != DType::FLOAT32 || dt(in[2]) != DType::FLOAT32 || rank(in[1]) != 2 || rank(in[2]) != 2)
           return op_fail(op, "needs FLOAT32 cos/sin tables [P, D/2]");
         if (dt(in[3]) != DType::INT64) return op_fail(op, "needs an INT64 start_pos");
-        if (!static_dim(in[0], 3, &d) || d % 2 || !static_dim(in[1], 1, &half) || half * 2 != d)
+        if (!static_dim(in[0], 3, &d) || d % 2 || !static_dim(in[1], 1, &half) || half != d / 2)  // no half * 2: overflow (fuzzer)
           return op_fail(op, "needs a static even head dim D and cos/sin of width D/2");
         return true;
       }
@@ -547,14 +613,18 @@ executorch::runtime::Error verify_blob(const void* data, size_t size, const Name
                   fb::GraphIdentifier()));
     return c.error();
   }
-  // Flatbuffers require 4-byte alignment of the buffer for in-place access; ExecuTorch hands
-  // delegate data aligned, but a fuzzer or test may not: the caller copies if needed.
-  if (reinterpret_cast<uintptr_t>(data) % 4 != 0) {
-    c.fail(Error::InvalidArgument, "int4_cuda: delegate blob is not 4-byte aligned (internal error)");
-    return c.error();
+  // flatbuffers::Verifier checks each field's alignment relative to the buffer start, so in-place
+  // reads of the 8-byte fields (long, double, struct Dim) are aligned only if the buffer itself is
+  // 8-byte aligned. A caller's buffer that is not (e.g. 4-aligned storage) is copied here
+  // (issue #8: UBSan found misaligned reads in the fuzzer).
+  std::vector<uint64_t> aligned;
+  if (reinterpret_cast<uintptr_t>(data) % alignof(uint64_t) != 0) {
+    aligned.resize(size / sizeof(uint64_t) + 1);
+    std::memcpy(aligned.data(), data, size);
+    bytes = reinterpret_cast<const uint8_t*>(aligned.data());
   }
   flatbuffers::Verifier v(bytes, size, kMaxFlatbufferDepth, kMaxFlatbufferTables);
-  if (!fb::VerifyGraphBuffer(v)) {
+  if (!fb::VerifyGraphBuffer(v) || !vectors_aligned(*fb::GetGraph(bytes), bytes)) {
     c.fail(Error::InvalidProgram,
            format("int4_cuda: corrupt int4_cuda delegate blob (%zu bytes fail flatbuffer verification); the "
                   ".pte is truncated or damaged: re-export", size));

@@ -55,7 +55,8 @@ int4_cuda_program* int4_cuda_program_load(const char* pte, const char* ptd, char
     p->pte = pte;
     p->module = (ptd != nullptr && *ptd) ? std::make_unique<Module>(pte, ptd, Module::LoadMode::File)
                                          : std::make_unique<Module>(pte, Module::LoadMode::File);
-    const Error e = p->module->load();
+    // Full flatbuffer verification: the default (minimal) lets a damaged .pte crash the loader.
+    const Error e = p->module->load(executorch::runtime::Program::Verification::InternalConsistency);
     if (e != Error::Ok) {
       fail(e, std::string(pte) + ": cannot load the program" + (ptd ? std::string(" with ") + ptd : ""), err, err_len);
       return nullptr;

@@ -92,10 +92,36 @@ Error Executor::create(Graph graph, const ConstantSource& constants, std::unique
     total += (b + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
   }
   ex->const_bytes_ = total;
-  if (total > 0 && (e = cudaMalloc(&ex->const_arena_, total)) != cudaSuccess)
+
+  // Everything this program will hold on the GPU, checked against free memory before the first
+  // byte is allocated, so a model that does not fit fails with the numbers instead of half-loading.
+  std::string msg;
+  if (!plan_memory(g, &ex->plan_, &msg)) return report(Error::InvalidProgram, msg);
+  int64_t kv_bytes = 0;
+  {
+    std::map<int, bool> seen;
+    for (const Op& op : g.ops) {
+      if (op.code != OpCode::KV_ATTENTION || seen[op.arg.layer]) continue;
+      seen[op.arg.layer] = true;
+      const Value& k = g.values[op.inputs[1]];
+      kv_bytes += 2 * op.arg.max_seq_len * k.dims[2].offset * k.dims[3].offset * static_cast<int64_t>(dtype_size(k.dtype));
+    }
+  }
+  const int64_t need = total + ex->plan_.arena_bytes + kv_bytes;
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && need > static_cast<int64_t>(free_b))
+    return reportf(Error::MemoryAllocationFailed, "int4_cuda: this program needs %lld bytes of GPU memory "
+                   "(weights %lld, activations %lld, KV cache %lld) but only %zu of %zu are free; use a GPU "
+                   "with more free memory or export with a smaller --max_seq_length",
+                   static_cast<long long>(need), static_cast<long long>(total),
+                   static_cast<long long>(ex->plan_.arena_bytes), static_cast<long long>(kv_bytes), free_b, total_b);
+
+  if (total > 0 && (e = cudaMalloc(&ex->const_arena_, total)) != cudaSuccess) {
+    (void)cudaGetLastError();  // a failed cudaMalloc leaves its error to be read by the next check
     return reportf(Error::MemoryAllocationFailed, "int4_cuda: cannot allocate %lld bytes of GPU memory for the "
                    "weights (%s); use a GPU with more free memory", static_cast<long long>(total),
                    cudaGetErrorString(e));
+  }
   for (const auto& [key, off] : key_offset) {
     const void* data = nullptr;
     size_t size = 0;
@@ -116,10 +142,8 @@ Error Executor::create(Graph graph, const ConstantSource& constants, std::unique
   }
 
   // Activations: the planned arena.
-  std::string msg;
-  if (!plan_memory(g, &ex->plan_, &msg)) return report(Error::InvalidProgram, msg);
   if (ex->plan_.arena_bytes > 0 && (e = cudaMalloc(&ex->act_arena_, ex->plan_.arena_bytes)) != cudaSuccess)
-    return reportf(Error::MemoryAllocationFailed, "int4_cuda: cannot allocate %lld bytes of GPU memory for "
+    return (void)cudaGetLastError(), reportf(Error::MemoryAllocationFailed, "int4_cuda: cannot allocate %lld bytes of GPU memory for "
                    "activations (%s); export with a smaller max sequence length",
                    static_cast<long long>(ex->plan_.arena_bytes), cudaGetErrorString(e));
   for (size_t v = 0; v < nv; ++v)
@@ -135,6 +159,7 @@ Error Executor::create(Graph graph, const ConstantSource& constants, std::unique
     c.d = k.dims[3].offset;
     const size_t bytes = static_cast<size_t>(c.max_seq_len * c.hkv * c.d) * dtype_size(k.dtype);
     if ((e = cudaMalloc(&c.k, bytes)) != cudaSuccess || (e = cudaMalloc(&c.v, bytes)) != cudaSuccess) {
+      (void)cudaGetLastError();
       ex->kv_[op.arg.layer] = c;  // freed by the destructor
       return reportf(Error::MemoryAllocationFailed, "int4_cuda: cannot allocate the KV cache of layer %d "
                      "(2 x %zu bytes: %s); export with a smaller max_seq_len", op.arg.layer, bytes,

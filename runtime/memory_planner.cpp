@@ -55,6 +55,11 @@ bool plan_memory(const Graph& g, MemoryPlan* plan, std::string* error) {
       if (at + plan->bytes[v] <= r.first) break;  // fits in the gap before r
       at = std::max(at, r.second);
     }
+    // Offsets stay below 2^62 (no int64 overflow however many huge values a damaged blob holds).
+    if (at > (int64_t(1) << 62) - plan->bytes[v]) {
+      if (error) *error = "int4_cuda: activations need more than 2^62 bytes of arena (at " + g.values[v].name + ")";
+      return false;
+    }
     plan->offset[v] = at;
     plan->arena_bytes = std::max(plan->arena_bytes, at + plan->bytes[v]);
     placed.push_back(v);

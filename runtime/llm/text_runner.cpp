@@ -38,7 +38,8 @@ std::unique_ptr<TextRunner> TextRunner::open(const std::string& pte, const std::
   r->ptd_ = ptd;
   r->module_ = ptd.empty() ? std::make_unique<Module>(pte, Module::LoadMode::File)
                            : std::make_unique<Module>(pte, ptd, Module::LoadMode::File);
-  const Error e = r->module_->load();
+  // Full flatbuffer verification: the default (minimal) lets a damaged .pte crash the loader.
+  const Error e = r->module_->load(executorch::runtime::Program::Verification::InternalConsistency);
   if (e != Error::Ok) {
     *error = pte + ": cannot load the program (" + et_error(e) + "); is it a .pte written by export_llm?" +
              (ptd.empty() ? "" : " (data: " + ptd + ")");
