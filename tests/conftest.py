@@ -77,6 +77,28 @@ def dequantized_copy(model: nn.Module) -> nn.Module:
     return ref
 
 
+RUNTIME_BUILD_HINT = (
+    "the C++ runtime is not built: run ./setup.sh (needs `apt-get install flatbuffers-compiler "
+    "libflatbuffers-dev`), or cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build; "
+    "set INT4_CUDA_SKIP_NATIVE=1 to skip native tests"
+)
+
+
+@pytest.fixture(scope="session")
+def runtime():
+    """The int4_cuda.cuda_runtime module with its library loaded (fails, not skips, when unbuilt)."""
+    if os.environ.get("INT4_CUDA_SKIP_NATIVE") == "1":
+        pytest.skip("INT4_CUDA_SKIP_NATIVE=1")
+    from int4_cuda import cuda_runtime
+    from int4_cuda.errors import Int4CudaError
+
+    try:
+        cuda_runtime._load()
+    except Int4CudaError as e:
+        pytest.fail(f"{e}; {RUNTIME_BUILD_HINT}", pytrace=False)
+    return cuda_runtime
+
+
 @pytest.fixture
 def seed():
     torch.manual_seed(int.from_bytes(os.urandom(4), "little"))
