@@ -234,6 +234,31 @@ def test_c_api_load_damaged_pte_no_crash(case, exported, tmp_path, runtime):
     assert rc == 0 and results[0][0] == "ERROR", (rc, results)
 
 
+@pytest.mark.parametrize("case", list(CASES))
+def test_runner(case, exported, tmp_path, runner_bin):
+    """int4_cuda_runner on each damaged file: a non-zero exit with one error line naming the file,
+    never a crash. Without a GPU, cases the delegate's init() would catch (weights, layout,
+    version) stop at the GPU check or at "not an LLM program" (these test models have no LLM
+    methods); their init() messages are what test_cpp_verifier checks."""
+    import subprocess
+
+    pte, ptd = make_case(case, exported, str(tmp_path / case))
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    tk = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate("hiĠ")}, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tok = tmp_path / "tokenizer.json"  # a valid byte-level BPE file, so the .pte/.ptd are what fails
+    tk.save(str(tok))
+    argv = [str(runner_bin), "--model_path", pte, "--tokenizer_path", str(tok), "--prompt", "hi"]
+    if ptd:
+        argv += ["--data_path", ptd]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert r.returncode > 0, (r.returncode, r.stderr[-500:])  # < 0 would be a signal (crash)
+    line = next((x for x in r.stderr.splitlines() if x.startswith("int4_cuda_runner: error:")), "")
+    assert os.path.basename(pte) in line or (ptd and os.path.basename(ptd) in line), r.stderr[-500:]
+
+
 # The C++ blob verifier (what init() runs before any upload) on each case whose .pte and .ptd
 # still parse: code and message as the GPU runtime would log them.
 INCOMPATIBLE, INVALID_PROGRAM, INVALID_EXTERNAL_DATA = 0x30, 0x23, 0x24

@@ -1,42 +1,20 @@
-"""Fixtures for the runner tests: the built binaries and the SmolLM2 tokenizer.json."""
+"""Fixtures for the runner tests: the built test binaries (found by tests/conftest.py's
+find_native, as is runner_bin) and the SmolLM2 tokenizer.json."""
 import os
 import pathlib
 import shutil
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
 
-
-def _find(name: str, sub: str) -> pathlib.Path:
-    env = os.environ.get("INT4_CUDA_RUNNER_BUILD")  # a build dir or a slim folder holding the binaries
-    for base in ([pathlib.Path(env)] if env else []) + [REPO / "build"]:
-        for p in (base / sub / name, base / name):
-            if p.is_file():
-                return p
-    pytest.fail(f"{name} is not built: run ./setup.sh (needs `apt-get install nlohmann-json3-dev libpcre2-dev`) "
-                f"or cmake --build build; set INT4_CUDA_SKIP_NATIVE=1 to skip native tests", pytrace=False)
+@pytest.fixture(scope="session")
+def tokenizer_tool(find_native):
+    return find_native("int4_cuda_tokenizer_tool", "runtime/llm")
 
 
 @pytest.fixture(scope="session")
-def native():
-    if os.environ.get("INT4_CUDA_SKIP_NATIVE") == "1":
-        pytest.skip("INT4_CUDA_SKIP_NATIVE=1")
-
-
-@pytest.fixture(scope="session")
-def runner_bin(native):
-    return _find("int4_cuda_runner", "examples/runner")
-
-
-@pytest.fixture(scope="session")
-def tokenizer_tool(native):
-    return _find("int4_cuda_tokenizer_tool", "runtime/llm")
-
-
-@pytest.fixture(scope="session")
-def llm_unit_test(native):
-    return _find("int4_cuda_llm_test", "runtime/llm")
+def llm_unit_test(find_native):
+    return find_native("int4_cuda_llm_test", "runtime/llm")
 
 
 @pytest.fixture(scope="session")
