@@ -14,7 +14,7 @@ from int4_cuda.errors import Int4CudaError
 
 
 def _inspect(args) -> int:
-    from int4_cuda.blob import DTYPE_SIZE, decode_blob, static_dims
+    from int4_cuda.blob import DTYPE_SIZE, decode_blob, static_dims, verify_graph
     from int4_cuda.pte_file import ProgramFile
     from int4_cuda.schema import DTYPE_NAMES, OP_NAMES, WEIGHT_LAYOUT_NAMES
 
@@ -42,6 +42,10 @@ def _inspect(args) -> int:
             print(f"    {w.name:<36} {w.n:>7} {w.k:>7} {w.groupSize:>4}  {WEIGHT_LAYOUT_NAMES.get(w.layout, w.layout):<19} {nbytes:>11,}")
         ins = [g.values[i] for i in g.inputs if i >= 0]
         print("    inputs: " + ", ".join(f"{t.name} {DTYPE_NAMES[t.dtype].lower()}{_dims(t)}" for t in ins))
+        # The listing above shows what is in the file; this says whether the runtime would load it
+        # (layout, weights present and the right size) — an error here exits 2.
+        verify_graph(g, where, pf.path, pf.named_bytes)
+    print("  verified: the runtime's load checks pass")
     return 0
 
 

@@ -18,7 +18,7 @@ def test_inspect(tmp_path, capsys):
     assert main(["inspect", f.pte]) == 0
     out = capsys.readouterr().out
     assert f"weights file: {f.ptd}" in out
-    assert "INT4_PLAIN_MM×1" in out
+    assert "INT4_PLAIN_MM×1" in out and "verified: the runtime's load checks pass" in out
     line = next(l for l in out.splitlines() if l.strip().startswith("0 "))
     assert line.split()[1:5] == ["192", "576", "64", "COALESCED_N_GROUPS"]
     assert line.split()[5] == f"{192 * 288 + 2 * 192 * 9 * 2:,}"

@@ -127,10 +127,9 @@ CASES = {
     "constant_size_mismatch": "bytes, but its shape",
     "not_a_pte": "not an ExecuTorch program",
 }
-# Cases `inspect` reports as errors (the others it lists: inspect shows a file's contents,
-# layout included, without needing its weights to match; docs/reliability.md).
-INSPECT_FAILS = {"truncated_pte", "bitflip_pte_header", "bitflip_blob", "truncated_ptd", "bitflip_ptd_header",
-                 "unknown_version", "not_a_pte"}
+# Cases `inspect` stops at before listing anything (the others it lists, then fails the load checks).
+INSPECT_UNREADABLE = {"truncated_pte", "bitflip_pte_header", "bitflip_blob", "truncated_ptd", "bitflip_ptd_header",
+                      "unknown_version", "not_a_pte"}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -165,13 +164,13 @@ def test_generate_cli(case, exported, tmp_path, capsys):
 def test_inspect_cli(case, exported, tmp_path, capsys):
     pte, ptd = make_case(case, exported, str(tmp_path / case))
     rc, out, err = _cli(["inspect", pte] + (["--data", ptd] if ptd else []), capsys)
-    if case in INSPECT_FAILS:
-        assert rc == 2 and err.startswith("int4-cuda inspect: error: ") and err.count("\n") == 1, (rc, err)
-        assert CASES[case] in err, err
-    else:
-        assert rc == 0 and not err, (rc, err)
-        if case == "legacy_layout":
-            assert "LEGACY_GROUPS_N" in out
+    assert rc == 2 and err.startswith("int4-cuda inspect: error: ") and err.count("\n") == 1, (rc, err)
+    assert CASES[case] in err, err
+    assert "verified" not in out
+    if case not in INSPECT_UNREADABLE:
+        assert "int4 weight" in out  # listed first, then refused
+    if case == "legacy_layout":
+        assert "LEGACY_GROUPS_N" in out and "int4-cuda upgrade" in err
 
 
 _C_API_SCRIPT = r"""
