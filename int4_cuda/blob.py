@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable, Dict, Optional
 
 from int4_cuda.backend.coalesced_int4_tensor import SUPPORTED_GROUP_SIZES
+from int4_cuda.backend.serialize import CONSTANT_KEY_PREFIX, constant_key
 from int4_cuda.errors import Int4CudaFileError, legacy_layout_error
 from int4_cuda.schema import DType, FILE_IDENTIFIER, FormatVersion, Graph, GraphT, OpArg, WeightLayout
 
@@ -129,9 +130,13 @@ def static_dims(t, where: str):
 
 
 def verify_graph(
-    g: GraphT, where: str, pte_path: str, named_bytes: Callable[[str], Optional[bytes]]
+    g: GraphT, where: str, pte_path: str, named_bytes: Callable[[str], Optional[bytes]], check_hashes: bool = True
 ) -> Dict[int, bytes]:
-    """Raises Int4CudaFileError on anything wrong; returns {value id: constant bytes}."""
+    """Raises Int4CudaFileError on anything wrong; returns {value id: constant bytes}.
+
+    check_hashes: int4_cuda constant keys are the sha256 of their bytes, so recomputing them
+    catches a damaged weight of the right size (the structural checks come first, so e.g. a
+    legacy layout is reported as such)."""
     check_structure(g, where)  # again: g may have been built or edited after decode_blob
     values = g.values or []
     weights = g.int4Weights or []
@@ -175,5 +180,13 @@ def verify_graph(
                 raise Int4CudaFileError(
                     f"{where}: weight '{name}' {what} must be a constant {dtype} {shape}, "
                     f"found dims {static_dims(t, where) if t.constantKey else 'non-constant'}"
+                )
+    if check_hashes:
+        for key in {values[v].constantKey for v in consts}:
+            if key.startswith(CONSTANT_KEY_PREFIX) and constant_key(named_bytes(key)) != key:
+                name = next(values[v].name for v in consts if values[v].constantKey == key)
+                raise Int4CudaFileError(
+                    f"{where}: constant {name} does not match its content hash: the weights file is "
+                    f"damaged; export again or restore the .ptd/.pte"
                 )
     return consts

@@ -97,3 +97,19 @@ def test_shape_mismatch_of_weight(tmp_path, exported):
         g.int4Weights[0].n += 1
         return pack_graph(g)
     assert "qdata must be a constant" in err(_edited(tmp_path, exported, edit))
+
+
+def test_flipped_weight_byte_in_ptd(tmp_path, exported):
+    """Constant keys are content hashes, so a damaged weight is caught even at the right size."""
+    from int4_cuda.pte_file import ProgramFile
+
+    pf = ProgramFile.open(exported["m"].pte)
+    key = next(iter(pf._ptd.named_data))
+    blob = pf.named_bytes(key)
+    data = bytearray(open(exported["m"].ptd, "rb").read())
+    at = data.find(blob) + len(blob) // 2
+    data[at] ^= 0x10
+    pte, ptd = tmp_path / "m.pte", tmp_path / "m.ptd"
+    shutil.copy(exported["m"].pte, pte)
+    ptd.write_bytes(bytes(data))
+    assert "does not match its content hash: the weights file is damaged" in err(pte)

@@ -64,7 +64,7 @@ def _check_blob(blob: bytes, sizes):
         return None if n is None else bytes(n)
     try:
         g = decode_blob(blob, "fuzz")
-        consts = verify_graph(g, "fuzz", "fuzz.pte", named_bytes)
+        consts = verify_graph(g, "fuzz", "fuzz.pte", named_bytes, check_hashes=False)  # zero-filled constants
         BlobExecutor(g, consts, "fuzz")
     except Int4CudaError as e:
         assert str(e).startswith("fuzz"), str(e)
@@ -77,8 +77,8 @@ def test_seed_blobs_load(seed):
     if seed == "legacy":
         with pytest.raises(Int4CudaError, match="LEGACY_GROUPS_N"):
             verify_graph(g, seed, "x.pte", lambda k: bytes(sizes[k]) if k in sizes else None)
-    else:
-        verify_graph(g, seed, "x.pte", lambda k: bytes(sizes[k]) if k in sizes else None)
+    else:  # zero-filled constants of the right sizes: content hashes cannot match, so not checked
+        verify_graph(g, seed, "x.pte", lambda k: bytes(sizes[k]) if k in sizes else None, check_hashes=False)
 
 
 @pytest.mark.parametrize("seed", ["mlp", "llm"])
