@@ -5,10 +5,7 @@
 set -uo pipefail
 out=${1:-${OUT:-/tmp/out}}
 mkdir -p "$out"
-. .gpu-host/setup.sh >"$out/setup.log" 2>&1 || { cat "$out/setup.log"; exit 1; }
-rm -rf /tmp/pkg && mkdir -p /tmp/pkg && cp -r int4_cuda /tmp/pkg/ &&
-  for p in backend passes schema; do cp -r "$p" "/tmp/pkg/int4_cuda/$p"; done
-export PYTHONPATH=/tmp/pkg:/tmp/site PYTHONUNBUFFERED=1
+. tests/gpu_host_env.sh "$out" || exit 1
 export INT4_CUDA_RUNTIME_LIB=$PWD/build-rt/runtime/libint4_cuda_runtime.so
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1 | tee "$out/gpu.txt"
 timeout "${GPU_FAULTS_TIMEOUT:-240}" python3 -P tests/reliability/gpu_faults.py "$out" 2>"$out/gpu_faults.err"

@@ -6,10 +6,7 @@
 # build-rt/shims/libint4_cuda_shims.so). Builds nothing; prints a table last.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
-. .gpu-host/setup.sh >"$out/setup.log" 2>&1 || { cat "$out/setup.log"; exit 1; }
-rm -rf /tmp/pkg && mkdir -p /tmp/pkg && cp -r int4_cuda /tmp/pkg/ &&
-  for p in backend passes schema; do cp -r "$p" "/tmp/pkg/int4_cuda/$p"; done
-export PYTHONPATH=/tmp/pkg:/tmp/site PYTHONUNBUFFERED=1
+. tests/gpu_host_env.sh "$out" || exit 1
 export INT4_CUDA_RUNTIME_LIB=$PWD/build-rt/runtime/libint4_cuda_runtime.so
 timeout 90 python3 -P tests/runtime/memcheck_run.py /tmp/mc --export-only >"$out/export.log" 2>&1
 row() { echo "| $1 | $2 | rc=$3, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$4" | tail -1) |"; }

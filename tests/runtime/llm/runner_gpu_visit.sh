@@ -19,10 +19,8 @@ esac
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 [ -f /tmp/smol.part1 ] || { echo "no /tmp/smol.part1: the machine was not kept warm; run part1 again"; exit 3; }
 cat /tmp/smol.part1 .smol/part2 > /tmp/smol.gguf
-. .gpu-host/setup.sh >"$out/setup.log" 2>&1 || { cat "$out/setup.log"; exit 1; }
-rm -rf /tmp/pkg && mkdir -p /tmp/pkg && cp -r int4_cuda /tmp/pkg/ &&
-  for p in backend passes schema; do cp -r "$p" "/tmp/pkg/int4_cuda/$p"; done
-export PYTHONPATH=/tmp/pkg:/tmp/site PYTHONUNBUFFERED=1 INT4_CUDA_SMOLLM2_DIR=/tmp/smol
+. tests/gpu_host_env.sh "$out" || exit 1
+export INT4_CUDA_SMOLLM2_DIR=/tmp/smol
 export INT4_CUDA_RUNNER_BUILD=$PWD/build-runner LD_LIBRARY_PATH=/tmp/site/executorch/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)
 timeout 150 python3 -P -m int4_cuda.llm.export_llm --backend cuda --gguf /tmp/smol.gguf --output_name smollm2 \
