@@ -10,7 +10,7 @@ from int4_cuda.blob import decode_blob, static_dims
 from int4_cuda.pte_file import ProgramFile
 from int4_cuda.schema import OpCode, WeightLayout
 
-from conftest import Block, MLP4, dequantized_copy, sqnr_db
+from testutil import Block, MLP4, dequantized_copy, sqnr_db
 
 
 def build(kind, gs):

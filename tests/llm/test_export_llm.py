@@ -10,7 +10,7 @@ from int4_cuda.cli import main as cli
 from int4_cuda.llm.export_llm import build_model, main as export_main
 from int4_cuda.llm.gguf_source import default_gguf, load_gguf
 
-from conftest import sqnr_db
+from testutil import sqnr_db
 
 
 @pytest.fixture(scope="module")

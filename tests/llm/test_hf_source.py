@@ -12,7 +12,7 @@ from int4_cuda.errors import Int4CudaError
 from int4_cuda.llm.export_llm import export_llm
 from int4_cuda.llm.hf_source import load_hf_folder
 
-from conftest import sqnr_db
+from testutil import sqnr_db
 
 transformers = pytest.importorskip("transformers")
 

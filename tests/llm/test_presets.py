@@ -8,7 +8,7 @@ from int4_cuda import CoalescedInt4Tensor
 from int4_cuda.llm import presets
 from int4_cuda.llm.export_llm import build_model, export_llm
 
-from conftest import sqnr_db
+from testutil import sqnr_db
 
 
 def test_preset_shapes():

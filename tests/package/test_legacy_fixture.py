@@ -11,7 +11,7 @@ from int4_cuda.pte_file import ProgramFile
 from int4_cuda.relayout import upgrade
 from int4_cuda.schema import WeightLayout
 
-from conftest import sqnr_db
+from testutil import sqnr_db
 
 FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 LEGACY = os.path.join(FIX, "legacy_groups_n.pte")

@@ -8,7 +8,6 @@ import os
 import shutil
 
 import pytest
-import torch
 
 import int4_cuda
 from int4_cuda.cli import main as cli
@@ -17,20 +16,14 @@ from int4_cuda.pte_file import ProgramFile
 from int4_cuda.relayout import pack_graph, rewrite
 from int4_cuda.schema import FormatVersion
 
+from testutil import export_mlp_pair
+
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "legacy_groups_n.pte")
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    d = tmp_path_factory.mktemp("bad")
-    files = {}
-    for name, seed in (("m", 1), ("other", 2)):
-        torch.manual_seed(seed)
-        m = torch.nn.Sequential(torch.nn.Linear(64, 128, bias=False), torch.nn.SiLU(),
-                                torch.nn.Linear(128, 64, bias=False)).to(torch.bfloat16)
-        int4_cuda.quantize_(m, 32)
-        files[name] = int4_cuda.export_to_files(m, (torch.randn(4, 64, dtype=torch.bfloat16),), str(d / name), name=name)
-    return files
+    return export_mlp_pair(tmp_path_factory.mktemp("bad"))
 
 
 def _copy(exported, dst, name="m"):
@@ -65,6 +58,13 @@ def _size(g, *a):
     return pack_graph(g)
 
 
+def _flip_bytes(path, lo, hi):
+    b = bytearray(open(path, "rb").read())
+    for i in range(lo, hi):
+        b[i] ^= 0x5A
+    open(path, "wb").write(bytes(b))
+
+
 def make_case(case, exported, d):
     """(pte, ptd or None) for one damaged-file case."""
     if case == "truncated_pte":
@@ -74,10 +74,7 @@ def make_case(case, exported, d):
         return pte, ptd
     if case == "bitflip_pte_header":
         pte, ptd = _copy(exported, d)
-        b = bytearray(open(pte, "rb").read())
-        for i in range(8, 64):
-            b[i] ^= 0x5A
-        open(pte, "wb").write(bytes(b))
+        _flip_bytes(pte, 8, 64)
         return pte, ptd
     if case == "bitflip_blob":
         return _rewrite(exported, d, _flip_blob)
@@ -87,10 +84,7 @@ def make_case(case, exported, d):
         return pte, ptd
     if case == "bitflip_ptd_header":
         pte, ptd = _copy(exported, d)
-        b = bytearray(open(ptd, "rb").read())
-        for i in range(8, 40):
-            b[i] ^= 0x5A
-        open(ptd, "wb").write(bytes(b))
+        _flip_bytes(ptd, 8, 40)
         return pte, ptd
     if case == "missing_ptd":
         pte, ptd = _copy(exported, d)

@@ -2,8 +2,6 @@
 family, the transformer-block-shaped programs (MLP4, Block) and an LLM-op program (rope +
 kv_attention over decode steps). `build(name, dir)` returns the files and the input steps to run;
 the tests compare the CUDA runtime against the reference executor step by step."""
-import importlib.util
-import pathlib
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
@@ -13,13 +11,7 @@ import torch.nn.functional as F
 
 import int4_cuda
 
-# MLP4 and Block from tests/conftest.py, loaded by path: `from conftest import` would find this
-# folder's own conftest.py first.
-_spec = importlib.util.spec_from_file_location("_int4_cuda_tests_conftest",
-                                               pathlib.Path(__file__).resolve().parents[1] / "conftest.py")
-_shared = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_shared)
-Block, MLP4 = _shared.Block, _shared.MLP4
+from testutil import Block, MLP4, sqnr_db  # noqa: F401  (tests/ is on sys.path via tests/conftest.py; sqnr_db re-exported)
 
 bf16 = torch.bfloat16
 
@@ -212,7 +204,3 @@ def build(make: Callable[[], Case], out_dir: str, seed: int = 0):
     return case, files
 
 
-def sqnr_db(ref: torch.Tensor, out: torch.Tensor) -> float:
-    ref, out = ref.double(), out.double()
-    err = (ref - out).pow(2).sum()
-    return float("inf") if err == 0 else float(10 * torch.log10(ref.pow(2).sum() / err))

@@ -9,6 +9,8 @@ import int4_cuda
 from int4_cuda.blob import decode_blob
 from int4_cuda.errors import LEGACY_LAYOUT_MESSAGE
 from int4_cuda.pte_file import ProgramFile
+
+from testutil import export_mlp_pair
 from int4_cuda.relayout import pack_graph, relayout, rewrite
 from int4_cuda.schema import FormatVersion, WeightLayout
 
@@ -27,17 +29,7 @@ def test_ctest_binaries(runtime_build_dir, binary):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    d = tmp_path_factory.mktemp("rt")
-    files = {}
-    for name, seed in (("m", 1), ("other", 2)):
-        torch.manual_seed(seed)
-        m = torch.nn.Sequential(torch.nn.Linear(64, 128, bias=False), torch.nn.SiLU(),
-                                torch.nn.Linear(128, 64, bias=False)).to(torch.bfloat16)
-        int4_cuda.quantize_(m, 32)
-        seq = torch.export.Dim("seq", min=1, max=32)
-        files[name] = int4_cuda.export_to_files(m, (torch.randn(4, 64, dtype=torch.bfloat16),), str(d), name=name,
-                                                dynamic_shapes=({0: seq},))
-    return files
+    return export_mlp_pair(tmp_path_factory.mktemp("rt"), dynamic_batch=True)
 
 
 def _sizes(pf):
