@@ -36,6 +36,14 @@ if [ "${1:-}" != "--python" ] && [ -f shims/CMakeLists.txt ]; then
       || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q nlohmann-json3-dev libpcre2-dev >/dev/null; } \
       || echo "setup.sh: could not install nlohmann-json3-dev/libpcre2-dev; int4_cuda_runner will be skipped" >&2
   fi
+  # runtime/constant_hash.cpp checks each constant's sha256 with OpenSSL's libcrypto (required by
+  # runtime/CMakeLists.txt).
+  if [ ! -f /usr/include/openssl/evp.h ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get install -y -q libssl-dev >/dev/null \
+      || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q libssl-dev >/dev/null; } \
+      || echo "setup.sh: could not install libssl-dev; configuring runtime/ will fail (OpenSSL required)" >&2
+  fi
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build build -j"$(nproc)"
 fi

@@ -15,7 +15,7 @@ import executorch.exir  # noqa: F401  (registers torch.ops.dim_order_ops)
 
 from int4_cuda.passes.graph_utils import INT4_MM, aten_op
 from int4_cuda.schema import (
-    DimsArgT, KvAttentionArgT, NormArgT, OpCode, RopeArgT, ScalarArgT, SdpaArgT, SliceArgT, make,
+    DimsArgT, KvAttentionArgT, NormArgT, OpCode, QkvAttentionArgT, RopeArgT, ScalarArgT, SdpaArgT, SliceArgT, make,
 )
 
 aten = torch.ops.aten
@@ -177,6 +177,13 @@ def describe(node: torch.fx.Node) -> OpDesc:
         scale = a[6] if len(a) > 6 else node.kwargs.get("scale", 0.0)
         return OpDesc(OpCode.KV_ATTENTION, [a[0], a[1], a[2], a[3]],
                       make(KvAttentionArgT, layer=int(a[4]), maxSeqLen=int(a[5]), scale=float(scale)))
+    if op is torch.ops.int4_cuda.swiglu.default:
+        return OpDesc(OpCode.SWIGLU, [a[0]])
+    if op is torch.ops.int4_cuda.qkv_attention.default:
+        scale = a[9] if len(a) > 9 else node.kwargs.get("scale", 0.0)
+        return OpDesc(OpCode.QKV_ATTENTION, [a[0], a[1], a[2], a[3]],
+                      make(QkvAttentionArgT, nHeads=int(a[4]), nKvHeads=int(a[5]), interleaved=bool(a[6]),
+                           layer=int(a[7]), maxSeqLen=int(a[8]), scale=float(scale)))
     raise Unsupported(f"operator {op} is not in the int4_cuda op set")
 
 

@@ -58,6 +58,13 @@ _lib.define("rope(Tensor x, Tensor cos, Tensor sin, Tensor start_pos, bool inter
 _lib.define(
     "kv_attention(Tensor q, Tensor k, Tensor v, Tensor start_pos, int layer, int max_seq_len, float scale=0.0) -> Tensor"
 )
+# Fused forms for the decode step (schema OpCode.SWIGLU / QKV_ATTENTION): one op where the unfused
+# graph has a slice/view/rope chain, each exactly equal to that chain.
+_lib.define("swiglu(Tensor x) -> Tensor")
+_lib.define(
+    "qkv_attention(Tensor qkv, Tensor cos, Tensor sin, Tensor start_pos, int n_heads, int n_kv_heads, "
+    "bool interleaved, int layer, int max_seq_len, float scale=0.0) -> Tensor"
+)
 
 
 @torch.library.impl(_lib, "rope", "CompositeExplicitAutograd")
@@ -120,3 +127,50 @@ def kv_attention_reference(q, k, v, k_cache, v_cache, start_pos: int, scale: flo
     att = att.masked_fill(torch.arange(n)[None, :] > pos_q, float("-inf"))
     out = torch.softmax(att, dim=-1) @ vv  # [H, T, D]
     return out.transpose(0, 1)[None].to(q.dtype)
+
+
+@torch.library.impl(_lib, "swiglu", "CompositeExplicitAutograd")
+def swiglu(x):
+    """x [..., 2F] (gate | up) -> silu(gate) * up, with F.silu's rounding to x's dtype kept."""
+    gate, up = x.chunk(2, dim=-1)
+    return torch.nn.functional.silu(gate) * up
+
+
+@torch.library.register_fake("int4_cuda::swiglu")
+def _swiglu_fake(x):
+    torch._check(x.shape[-1] % 2 == 0, lambda: f"swiglu: the last dim ({x.shape[-1]}) must be even (gate | up)")
+    return x.new_empty(*x.shape[:-1], x.shape[-1] // 2)
+
+
+def split_qkv(qkv, n_heads: int, n_kv_heads: int):
+    """[1, T, (H + 2 Hkv) D] -> q [1, T, H, D], k, v [1, T, Hkv, D] (views)."""
+    b, t, width = qkv.shape
+    d = width // (n_heads + 2 * n_kv_heads)
+    q, k, v = qkv.split([n_heads * d, n_kv_heads * d, n_kv_heads * d], dim=-1)
+    return q.view(b, t, n_heads, d), k.view(b, t, n_kv_heads, d), v.view(b, t, n_kv_heads, d)
+
+
+@torch.library.impl(_lib, "qkv_attention", "CompositeExplicitAutograd")
+def _qkv_attention_eager(qkv, cos, sin, start_pos, n_heads, n_kv_heads, interleaved, layer, max_seq_len, scale=0.0):
+    raise RuntimeError(
+        "int4_cuda::qkv_attention keeps its KV cache inside an int4_cuda program: it runs in the "
+        "reference executor (int4_cuda.load) or the CUDA runtime, not in eager PyTorch"
+    )
+
+
+@torch.library.register_fake("int4_cuda::qkv_attention")
+def _qkv_attention_fake(qkv, cos, sin, start_pos, n_heads, n_kv_heads, interleaved, layer, max_seq_len, scale=0.0):
+    torch._check(qkv.dim() == 3 and n_kv_heads > 0 and n_heads % n_kv_heads == 0,
+                 lambda: "qkv_attention: qkv [1, T, (H + 2 Hkv) D] with H % Hkv == 0")
+    torch._check(qkv.shape[-1] % (n_heads + 2 * n_kv_heads) == 0,
+                 lambda: f"qkv_attention: width {qkv.shape[-1]} is not (H + 2 Hkv) * D")
+    d = qkv.shape[-1] // (n_heads + 2 * n_kv_heads)
+    return qkv.new_empty(qkv.shape[0], qkv.shape[1], n_heads * d)
+
+
+def qkv_attention_reference(qkv, cos, sin, start_pos, n_heads, n_kv_heads, interleaved, k_cache, v_cache, scale=0.0):
+    """Schema OpCode.QKV_ATTENTION on explicit caches: the unfused chain it stands for."""
+    q, k, v = split_qkv(qkv, n_heads, n_kv_heads)
+    q, k = rope(q, cos, sin, start_pos, interleaved), rope(k, cos, sin, start_pos, interleaved)
+    y = kv_attention_reference(q, k, v, k_cache, v_cache, int(start_pos.reshape(-1)[0]), scale)
+    return y.reshape(qkv.shape[0], qkv.shape[1], -1)

@@ -156,20 +156,39 @@ class _GraphWriter:
             groupSize=info["group_size"], qdata=q, scale=s, zero=z))
         return make(Int4MatMulT, weight=len(self.g.int4Weights) - 1)
 
-    def _fuse_linear_casts(self, ep: ExportedProgram) -> set:
-        """LINEAR writes its f32 accumulator in its output value's dtype, so `linear(...).float()`
-        (logits) becomes one LINEAR with an f32 output instead of bf16 rounding then a copy.
-        Returns the cast nodes folded away (their value is the LINEAR's output)."""
+    def _fuse_casts(self, ep: ExportedProgram) -> set:
+        """Dtype casts (COPY) folded into a neighbour, so a decode step runs fewer kernels. Returns
+        the cast nodes that emit no op.
+
+        - into its producer: LINEAR writes its f32 accumulator in its output value's dtype, so
+          `linear(...).float()` (logits) is one LINEAR with an f32 output instead of bf16 rounding
+          then a copy; an f32 RMS_NORM followed by a cast to bf16/f16 writes the narrow dtype
+          directly (the same single rounding). The producer's value takes the cast's dtype.
+        - into its consumers: a widening cast (bf16/f16 -> f32) whose users are all f32 ADD/SUB/
+          MUL/DIV: they read the narrow value (every kernel loads operands as f32; torch promotes
+          the same way), e.g. the residual add `x + attention(...).float()`.
+        """
         fused = set()
+        narrow = (torch.bfloat16, torch.float16)
         for node in ep.graph.nodes:
             if node.op != "call_function" or describe_code(node) != OpCode.COPY:
                 continue
             src = node.args[0]
-            if (isinstance(src, torch.fx.Node) and src.op == "call_function" and describe_code(src) == OpCode.LINEAR
-                    and len(src.users) == 1 and node.meta["val"].dtype == torch.float32
-                    and list(node.meta["val"].shape) == list(src.meta["val"].shape)):
+            if not (isinstance(src, torch.fx.Node) and src.op == "call_function"):
+                continue
+            to, frm = node.meta["val"].dtype, src.meta["val"].dtype
+            same_shape = list(node.meta["val"].shape) == list(src.meta["val"].shape)
+            code = describe_code(src)
+            if same_shape and len(src.users) == 1 and (
+                    (code == OpCode.LINEAR and to == torch.float32)
+                    or (code == OpCode.RMS_NORM and frm == torch.float32 and to in narrow)):
                 self.ids[src] = self._new_value(node.meta["val"], node.name)
                 self.ids[node] = self.ids[src]
+                fused.add(node)
+            elif (same_shape and frm in narrow and to == torch.float32 and node.users and all(
+                    u.op == "call_function" and describe_code(u) in (OpCode.ADD, OpCode.SUB, OpCode.MUL, OpCode.DIV)
+                    and u.meta["val"].dtype == torch.float32 for u in node.users)):
+                self.ids[node] = self.value(src)
                 fused.add(node)
         return fused
 
@@ -186,7 +205,7 @@ class _GraphWriter:
         self.g.inputs = [self.value(n) if n in user_inputs else -1 for n in placeholders]
         for sb, node in zip(self.g.symbols, self.symbol_inputs):
             sb.value = self.ids[node]
-        fused = self._fuse_linear_casts(ep)
+        fused = self._fuse_casts(ep)
         for node in ep.graph.nodes:
             if node.op != "call_function" or aten_op(node) in SHAPE_ONLY or node in fused:
                 continue

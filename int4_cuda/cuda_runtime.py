@@ -13,7 +13,8 @@ environment variable INT4_CUDA_RUNTIME_LIB points). It needs the ExecuTorch whee
 `libexecutorch*.so`, which are loaded first from the installed `executorch` package (or
 $EXECUTORCH_PREFIX/lib), so the .so works wherever the wheel is installed.
 
-`verify_blob` exposes the runtime's blob verifier (the checks init() makes, host only) for tests.
+`verify_blob` exposes the runtime's blob verifier (the checks init() makes, host only) for tests;
+`verify_blob_data` adds init()'s content-hash check of the constants, `check_constant` checks one.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class _Tensor(ctypes.Structure):
 
 
 _NAMED_SIZE_FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_char_p)
+_NAMED_DATA_FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p))
 
 
 def _repo_root() -> pathlib.Path:
@@ -108,6 +110,8 @@ def _load() -> ctypes.CDLL:
     sig = {
         "int4_cuda_available": (ctypes.c_int, [cp, sz]),
         "int4_cuda_verify_blob": (ctypes.c_int, [vp, sz, _NAMED_SIZE_FN, vp, cp, sz]),
+        "int4_cuda_verify_blob_data": (ctypes.c_int, [vp, sz, _NAMED_DATA_FN, vp, cp, sz]),
+        "int4_cuda_check_constant": (ctypes.c_int, [cp, vp, sz, cp, sz]),
         "int4_cuda_legacy_layout_message": (None, [cp, cp, sz]),
         "int4_cuda_last_error": (cp, []),
         "int4_cuda_program_load": (vp, [cp, cp, cp, sz]),
@@ -153,6 +157,40 @@ def verify_blob(blob: bytes, named_size: Callable[[str], Optional[int]]) -> Tupl
 
     buf = ctypes.create_string_buffer(_ERR_LEN)
     code = lib.int4_cuda_verify_blob(blob, len(blob), cb, None, buf, len(buf))
+    return int(code), buf.value.decode(errors="replace")
+
+
+def verify_blob_data(blob: bytes, named_bytes: Callable[[str], Optional[bytes]]) -> Tuple[int, str]:
+    """verify_blob, then every constant's sha256 against its content-hash key, as the C++ init()
+    does before the upload. named_bytes(key) -> the constant's bytes or None.
+    Returns (ExecuTorch Error code, message); (0, "") when the blob and its constants are accepted."""
+    lib = _load()
+    keep = []  # the bytes handed to C++ stay alive until the call returns
+
+    @_NAMED_DATA_FN
+    def cb(_ctx, key, data):
+        try:
+            b = named_bytes(key.decode())
+        except Exception:
+            return -1
+        if b is None:
+            return -1
+        buf = ctypes.create_string_buffer(bytes(b), len(b) or 1)
+        keep.append(buf)
+        data[0] = ctypes.cast(buf, ctypes.c_void_p).value
+        return len(b)
+
+    buf = ctypes.create_string_buffer(_ERR_LEN)
+    code = lib.int4_cuda_verify_blob_data(blob, len(blob), cb, None, buf, len(buf))
+    return int(code), buf.value.decode(errors="replace")
+
+
+def check_constant(key: str, data: bytes) -> Tuple[int, str]:
+    """The C++ content-hash check of one constant: (0, "") if key == "i4cu." + sha256(data).hexdigest(),
+    else (InvalidExternalData, the one-line message init() logs)."""
+    lib = _load()
+    buf = ctypes.create_string_buffer(_ERR_LEN)
+    code = lib.int4_cuda_check_constant(key.encode(), data, len(data), buf, len(buf))
     return int(code), buf.value.decode(errors="replace")
 
 
@@ -247,4 +285,5 @@ class CudaProgram:
         self.close()
 
 
-__all__ = ["CudaProgram", "available", "verify_blob", "legacy_layout_message", "find_library"]
+__all__ = ["CudaProgram", "available", "verify_blob", "verify_blob_data", "check_constant", "legacy_layout_message",
+           "find_library"]

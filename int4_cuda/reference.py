@@ -17,7 +17,9 @@ import torch.nn.functional as F
 
 import int4_cuda.backend  # noqa: F401  (registers torch.ops.int4_cuda.*)
 from int4_cuda.backend.coalesced_int4_tensor import dequantize_coalesced
-from int4_cuda.backend.ops import kv_attention_reference, matmul_dequantized, operand_weight
+from int4_cuda.backend.ops import (
+    kv_attention_reference, matmul_dequantized, operand_weight, qkv_attention_reference, swiglu,
+)
 from int4_cuda.backend.serialize import DTYPE_TO_TORCH
 from int4_cuda.blob import decode_blob, static_dims, verify_graph
 from int4_cuda.errors import Int4CudaError, Int4CudaFileError
@@ -107,6 +109,13 @@ class BlobExecutor:
             env[out_vid] = y.to(DTYPE_TO_TORCH[g.values[out_vid].dtype]).contiguous()
         return [env[o] for o in g.outputs]
 
+    def _kv(self, layer: int, max_seq_len: int, hkv: int, d: int, dtype: torch.dtype):
+        """The (K, V) caches of `layer`, [max_seq_len, Hkv, D], zeroed on first use."""
+        if layer not in self.kv_cache:
+            shape = (max_seq_len, hkv, d)
+            self.kv_cache[layer] = (torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype))
+        return self.kv_cache[layer]
+
     def _op(self, op, ins, out_shape: List[int], out_dtype: torch.dtype) -> torch.Tensor:
         c, arg = op.code, op.arg
         x = ins[0] if ins else None
@@ -161,14 +170,21 @@ class BlobExecutor:
             return torch.ops.int4_cuda.rope(x, ins[1], ins[2], ins[3], arg.interleaved)
         if c == OpCode.KV_ATTENTION:
             q, k, v, pos = ins
-            if arg.layer not in self.kv_cache:
-                shape = (arg.maxSeqLen, k.shape[2], k.shape[3])
-                self.kv_cache[arg.layer] = (torch.zeros(shape, dtype=q.dtype), torch.zeros(shape, dtype=q.dtype))
-            kc, vc = self.kv_cache[arg.layer]
+            kc, vc = self._kv(arg.layer, arg.maxSeqLen, k.shape[2], k.shape[3], q.dtype)
             try:
                 return kv_attention_reference(q, k, v, kc, vc, int(pos.reshape(-1)[0]), arg.scale)
             except ValueError as e:
                 raise Int4CudaError(f"{self.where}: {e}") from None
+        if c == OpCode.QKV_ATTENTION:
+            d = x.shape[-1] // (arg.nHeads + 2 * arg.nKvHeads)
+            kc, vc = self._kv(arg.layer, arg.maxSeqLen, arg.nKvHeads, d, x.dtype)
+            try:
+                return qkv_attention_reference(x, ins[1], ins[2], ins[3], arg.nHeads, arg.nKvHeads,
+                                               arg.interleaved, kc, vc, arg.scale)
+            except ValueError as e:
+                raise Int4CudaError(f"{self.where}: {e}") from None
+        if c == OpCode.SWIGLU:
+            return swiglu(x)
         if c == OpCode.COPY:
             return x.to(out_dtype, copy=True)
         if c == OpCode.EMBEDDING:

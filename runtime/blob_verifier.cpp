@@ -122,6 +122,12 @@ void decode(const fb::Graph& g, Graph* out) {
           a.layer = k->layer(); a.max_seq_len = k->max_seq_len(); a.scale = k->scale();
           break;
         }
+        case OpArg::QkvAttentionArg: {
+          auto* k = o->arg_as_QkvAttentionArg();
+          a.layer = k->layer(); a.max_seq_len = k->max_seq_len(); a.scale = k->scale();
+          a.n_heads = k->n_heads(); a.n_kv_heads = k->n_kv_heads(); a.interleaved = k->interleaved();
+          break;
+        }
         default: break;
       }
       out->ops.push_back(std::move(op));
@@ -192,6 +198,8 @@ OpRule rule_of(OpCode c) {
     case OpCode::EMBEDDING: return {2, 2, OpArg::NONE, false};
     case OpCode::ROPE: return {4, 4, OpArg::RopeArg, false};
     case OpCode::KV_ATTENTION: return {4, 4, OpArg::KvAttentionArg, false};
+    case OpCode::SWIGLU: return {1, 1, OpArg::NONE, false};
+    case OpCode::QKV_ATTENTION: return {4, 4, OpArg::QkvAttentionArg, false};
   }
   return {-1, -1, OpArg::NONE, false};
 }
@@ -486,6 +494,38 @@ class Verifier {
                                     static_cast<long long>(a.max_seq_len)));
         return true;
       }
+      case OpCode::SWIGLU: {
+        int64_t w = 0, f = 0;
+        if (!is_float(dt(in[0])) || out != dt(in[0]) || rank(in[0]) < 1 || rank(op.output) != rank(in[0]))
+          return op_fail(op, "needs a floating-point x [..., 2F] and an output [..., F] of its dtype");
+        if (!static_dim(in[0], rank(in[0]) - 1, &w) || !static_dim(op.output, rank(op.output) - 1, &f) || w % 2 ||
+            f != w / 2)
+          return op_fail(op, "needs a static even last dim 2F in and F out");
+        return true;
+      }
+      case OpCode::QKV_ATTENTION: {
+        int64_t width = 0, half = 0, o = 0;
+        if (a.n_heads <= 0 || a.n_kv_heads <= 0 || a.n_heads > 65535 || a.n_kv_heads > 65535 ||
+            a.n_heads % a.n_kv_heads)
+          return op_fail(op, format("has %d query and %d KV heads; needs H %% Hkv == 0; re-export the model",
+                                    a.n_heads, a.n_kv_heads));
+        const int64_t heads = static_cast<int64_t>(a.n_heads) + 2 * a.n_kv_heads;
+        if (!is_float(dt(in[0])) || out != dt(in[0]) || rank(in[0]) != 3 || rank(op.output) != 3)
+          return op_fail(op, "needs a floating-point qkv [1, T, (H + 2 Hkv) D] and an output of its dtype");
+        if (!static_dim(in[0], 2, &width) || width % heads || (width / heads) % 2 || width / heads == 0)
+          return op_fail(op, "needs a static qkv width (H + 2 Hkv) * D with D even");
+        const int64_t d = width / heads;
+        if (!static_dim(op.output, 2, &o) || o != a.n_heads * d)
+          return op_fail(op, "needs an output [1, T, H * D]");
+        if (dt(in[1]) != DType::FLOAT32 || dt(in[2]) != DType::FLOAT32 || rank(in[1]) != 2 || rank(in[2]) != 2 ||
+            !static_dim(in[1], 1, &half) || half != d / 2)
+          return op_fail(op, "needs FLOAT32 cos/sin tables [P, D/2]");
+        if (dt(in[3]) != DType::INT64) return op_fail(op, "needs an INT64 start_pos");
+        if (a.layer < 0 || a.max_seq_len <= 0)
+          return op_fail(op, format("has layer %d and max_seq_len %lld; re-export the model", a.layer,
+                                    static_cast<long long>(a.max_seq_len)));
+        return true;
+      }
     }
     return true;
   }
@@ -568,10 +608,10 @@ class Verifier {
   bool kv_layers() {
     std::map<int32_t, std::vector<int64_t>> seen;
     for (const Op& op : g_.ops) {
-      if (op.code != OpCode::KV_ATTENTION) continue;
-      const Value& k = g_.values[op.inputs[1]];
-      std::vector<int64_t> key = {op.arg.max_seq_len, k.dims[2].offset, k.dims[3].offset,
-                                  static_cast<int64_t>(k.dtype)};
+      int64_t hkv = 0, d = 0;
+      DType dtype = DType::FLOAT32;
+      if (!kv_cache_shape(g_, op, &hkv, &d, &dtype)) continue;
+      std::vector<int64_t> key = {op.arg.max_seq_len, hkv, d, static_cast<int64_t>(dtype)};
       auto it = seen.find(op.arg.layer);
       if (it == seen.end()) {
         seen.emplace(op.arg.layer, key);

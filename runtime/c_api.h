@@ -2,8 +2,9 @@
  *
  * Two libraries export it:
  *   libint4_cuda_backend.so  the delegate (registers "Int4CudaBackend" when loaded) and the
- *                            host-only entries: int4_cuda_available, int4_cuda_verify_blob,
- *                            int4_cuda_legacy_layout_message, int4_cuda_last_error.
+ *                            host-only entries: int4_cuda_available, int4_cuda_verify_blob(_data),
+ *                            int4_cuda_check_constant, int4_cuda_legacy_layout_message,
+ *                            int4_cuda_last_error.
  *   libint4_cuda_runtime.so  adds the program API (int4_cuda_program_*): load a .pte (+ .ptd) with
  *                            ExecuTorch's Module API and run a method on CPU tensors. It links the
  *                            delegate and ExecuTorch's CPU kernels (for non-delegated ops).
@@ -44,6 +45,20 @@ typedef int64_t (*int4_cuda_named_size_fn)(void* ctx, const char* key);
  * on failure `message` gets the one-line message init() would log. */
 int int4_cuda_verify_blob(const void* blob, size_t blob_len, int4_cuda_named_size_fn named_size, void* ctx,
                           char* message, size_t message_len);
+
+/* Bytes of the named data under `key`: sets *data and returns the byte size, or -1 if absent.
+ * *data must stay valid until int4_cuda_verify_blob_data returns (the hashing comes last). */
+typedef int64_t (*int4_cuda_named_data_fn)(void* ctx, const char* key, const void** data);
+
+/* int4_cuda_verify_blob on the constants' bytes, then every constant against its content-hash key
+ * (sha256, as init() checks before the upload; host only, no GPU). Returns the Error code; on
+ * failure `message` gets the one-line message init() would log. */
+int int4_cuda_verify_blob_data(const void* blob, size_t blob_len, int4_cuda_named_data_fn named_data, void* ctx,
+                               char* message, size_t message_len);
+
+/* One constant against its key ("i4cu." + lowercase hex sha256 of the bytes): 0, or
+ * InvalidExternalData with init()'s one-line message (naming the key) in `message`. */
+int int4_cuda_check_constant(const char* key, const void* data, size_t size, char* message, size_t message_len);
 
 /* The text logged for a legacy-layout weight (same as int4_cuda.errors.LEGACY_LAYOUT_MESSAGE). */
 void int4_cuda_legacy_layout_message(const char* weight, char* out, size_t out_len);

@@ -97,17 +97,23 @@ Error Executor::create(Graph graph, const ConstantSource& constants, std::unique
   // byte is allocated, so a model that does not fit fails with the numbers instead of half-loading.
   std::string msg;
   if (!plan_memory(g, &ex->plan_, &msg)) return report(Error::InvalidProgram, msg);
-  int64_t kv_bytes = 0;
+  int64_t kv_bytes = 0, scratch_floats = 0, counters = 0;
   {
     std::map<int, bool> seen;
     for (const Op& op : g.ops) {
-      if (op.code != OpCode::KV_ATTENTION || seen[op.arg.layer]) continue;
+      int64_t hkv = 0, d = 0;
+      DType dtype = DType::FLOAT32;
+      if (!kv_cache_shape(g, op, &hkv, &d, &dtype)) continue;
+      const int64_t h = op.code == OpCode::QKV_ATTENTION ? op.arg.n_heads : g.values[op.inputs[0]].dims[2].offset;
+      scratch_floats = std::max(scratch_floats, kernels::kv_attention_scratch_floats(h, hkv, d, op.arg.max_seq_len));
+      counters = std::max(counters, kernels::kv_attention_counters(hkv));
+      if (seen[op.arg.layer]) continue;
       seen[op.arg.layer] = true;
-      const Value& k = g.values[op.inputs[1]];
-      kv_bytes += 2 * op.arg.max_seq_len * k.dims[2].offset * k.dims[3].offset * static_cast<int64_t>(dtype_size(k.dtype));
+      kv_bytes += 2 * op.arg.max_seq_len * hkv * d * static_cast<int64_t>(dtype_size(dtype));
     }
   }
-  const int64_t need = total + ex->plan_.arena_bytes + kv_bytes;
+  const int64_t attn_bytes = scratch_floats * static_cast<int64_t>(sizeof(float)) + counters * static_cast<int64_t>(sizeof(int));
+  const int64_t need = total + ex->plan_.arena_bytes + kv_bytes + attn_bytes;
   size_t free_b = 0, total_b = 0;
   if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && need > static_cast<int64_t>(free_b))
     return reportf(Error::MemoryAllocationFailed, "int4_cuda: this program needs %lld bytes of GPU memory "
@@ -148,16 +154,24 @@ Error Executor::create(Graph graph, const ConstantSource& constants, std::unique
                    static_cast<long long>(ex->plan_.arena_bytes), cudaGetErrorString(e));
   for (size_t v = 0; v < nv; ++v)
     if (ex->plan_.offset[v] >= 0) ex->value_ptr_[v] = static_cast<char*>(ex->act_arena_) + ex->plan_.offset[v];
+  for (size_t v = 0; v < nv; ++v)  // VIEW aliases read their root's bytes (the VIEW op then copies nothing)
+    if (ex->plan_.alias[v] >= 0) ex->value_ptr_[v] = ex->value_ptr_[ex->plan_.alias[v]];
 
+  if (counters > 0) {
+    if ((e = cudaMalloc(&ex->attn_scratch_, scratch_floats * sizeof(float))) != cudaSuccess ||
+        (e = cudaMalloc(&ex->attn_counters_, counters * sizeof(int))) != cudaSuccess)
+      return (void)cudaGetLastError(), reportf(Error::MemoryAllocationFailed, "int4_cuda: cannot allocate %lld "
+                     "bytes of GPU memory for attention scratch (%s)", static_cast<long long>(attn_bytes),
+                     cudaGetErrorString(e));
+    cudaMemsetAsync(ex->attn_counters_, 0, counters * sizeof(int), ex->stream_);
+  }
   // KV caches, one pair per layer, zeroed (positions not yet written are never read).
   for (const Op& op : g.ops) {
-    if (op.code != OpCode::KV_ATTENTION || ex->kv_.count(op.arg.layer)) continue;
-    const Value& k = g.values[op.inputs[1]];
     KvCache c;
+    DType dtype = DType::FLOAT32;
+    if (!kv_cache_shape(g, op, &c.hkv, &c.d, &dtype) || ex->kv_.count(op.arg.layer)) continue;
     c.max_seq_len = op.arg.max_seq_len;
-    c.hkv = k.dims[2].offset;
-    c.d = k.dims[3].offset;
-    const size_t bytes = static_cast<size_t>(c.max_seq_len * c.hkv * c.d) * dtype_size(k.dtype);
+    const size_t bytes = static_cast<size_t>(c.max_seq_len * c.hkv * c.d) * dtype_size(dtype);
     if ((e = cudaMalloc(&c.k, bytes)) != cudaSuccess || (e = cudaMalloc(&c.v, bytes)) != cudaSuccess) {
       (void)cudaGetLastError();
       ex->kv_[op.arg.layer] = c;  // freed by the destructor
@@ -200,6 +214,8 @@ Executor::~Executor() {
     cudaFree(c.k);
     cudaFree(c.v);
   }
+  cudaFree(attn_scratch_);
+  cudaFree(attn_counters_);
   cudaFree(act_arena_);
   cudaFree(const_arena_);
   cudaFree(err_dev_);
@@ -581,32 +597,58 @@ Error Executor::run_op(const Op& op) {
                            x.size[0], x.size[1], x.size[2], x.size[3], c.size[0], op.arg.interleaved, err_dev_, st);
       return Error::Ok;
     }
-    case OpCode::KV_ATTENTION: {
-      const Shape& q = sh(in[0]);
-      const Shape& k = sh(in[1]);
-      const Shape& v = sh(in[2]);
+    case OpCode::KV_ATTENTION: case OpCode::QKV_ATTENTION: {
+      // Both: append this step's k/v rows to the layer's cache, then attend. KV_ATTENTION takes
+      // q [1,T,H,D], k/v [1,T,Hkv,D]; QKV_ATTENTION one qkv [1,T,(H+2Hkv)D] and RoPEs q and k itself.
       KvCache& c = kv_[op.arg.layer];
+      const Shape& q = sh(in[0]);
+      const bool fused = op.code == OpCode::QKV_ATTENTION;
       const int64_t t = q.size[1];
-      if (q.size[0] != 1 || k.size[0] != 1 || v.size[0] != 1 || k.size[1] != t || v.size[1] != t ||
-          v.size[2] != c.hkv || v.size[3] != c.d || os.numel() != q.numel() || sh(in[3]).numel() < 1)
-        return bad("q " + shape_text(q) + ", k " + shape_text(k) + ", v " + shape_text(v) + " do not agree");
-      if (t > INT32_MAX || q.size[2] > 65535) return bad("too many rows or heads");
+      const int64_t h = fused ? op.arg.n_heads : q.size[2];
+      const int64_t width = fused ? (h + 2 * c.hkv) * c.d : h * c.d;  // elements per q (or qkv) row
+      if (fused) {
+        if (q.size[0] != 1 || q.size[2] != width || os.numel() != t * h * c.d)
+          return bad("qkv " + shape_text(q) + " is not [1, T, (H + 2 Hkv) D] = [1, T, " + std::to_string(width) + "]");
+      } else {
+        const Shape& k = sh(in[1]);
+        const Shape& v = sh(in[2]);
+        if (q.size[0] != 1 || k.size[0] != 1 || v.size[0] != 1 || k.size[1] != t || v.size[1] != t ||
+            v.size[2] != c.hkv || v.size[3] != c.d || k.size[2] != c.hkv || k.size[3] != c.d || os.numel() != q.numel())
+          return bad("q " + shape_text(q) + ", k " + shape_text(k) + ", v " + shape_text(v) + " do not agree");
+      }
+      if (t > INT32_MAX || h > 65535) return bad("too many rows or heads");
       const auto* start_pos = static_cast<const int64_t*>(ptr(in[3]));
-      kernels::launch_kv_write(ptr(in[1]), ptr(in[2]), c.k, c.v, dt(in[1]), t, c.hkv, c.d, c.max_seq_len,
-                               start_pos, err_dev_, st);
-      kernels::AttentionParams p;
-      p.q = ptr(in[0]); p.k = c.k; p.v = c.v; p.out = out;
-      p.dtype = dt(in[0]); p.out_dtype = ot;
-      p.B = 1; p.H = q.size[2]; p.Hkv = c.hkv; p.L = t; p.S = c.max_seq_len; p.E = c.d; p.Ev = c.d;
-      p.qs[0] = 0; p.qs[1] = c.d; p.qs[2] = p.H * c.d;         // q [1, T, H, D]: (b, h, l)
-      p.ks[0] = 0; p.ks[1] = c.d; p.ks[2] = c.hkv * c.d;       // cache [S, Hkv, D]
-      p.vs[0] = 0; p.vs[1] = c.d; p.vs[2] = c.hkv * c.d;
-      p.os[0] = 0; p.os[1] = c.d; p.os[2] = p.H * c.d;
+      const DType qt = dt(in[0]);
+      const int64_t es = static_cast<int64_t>(dtype_size(qt));
+      const float* cos = fused ? static_cast<const float*>(ptr(in[1])) : nullptr;
+      const float* sin = fused ? static_cast<const float*>(ptr(in[2])) : nullptr;
+      const int64_t positions = fused ? sh(in[1]).size[0] : 0;
+      if (fused && (sh(in[2]).size[0] != positions || sh(in[1]).size[1] != c.d / 2 || sh(in[2]).size[1] != c.d / 2))
+        return bad("cos/sin tables are not [P, D/2]");
+      const char* base = static_cast<const char*>(ptr(in[0]));
+      const void* ksrc = fused ? base + h * c.d * es : ptr(in[1]);
+      const void* vsrc = fused ? base + (h + c.hkv) * c.d * es : ptr(in[2]);
+      const int64_t kv_row = fused ? width : c.hkv * c.d;
+      kernels::launch_kv_append(ksrc, kv_row, vsrc, kv_row, c.k, c.v, qt, t, c.hkv, c.d, c.max_seq_len, start_pos,
+                                cos, sin, positions, op.arg.interleaved, err_dev_, st);
+      kernels::KvAttentionParams p;
+      p.q = ptr(in[0]); p.q_row = width;
+      p.k_cache = c.k; p.v_cache = c.v;
+      p.out = out; p.out_row = h * c.d;
+      p.dtype = qt;
+      p.T = t; p.H = h; p.Hkv = c.hkv; p.D = c.d; p.max_seq_len = c.max_seq_len;
       p.scale = static_cast<float>(op.arg.scale != 0.0 ? op.arg.scale : 1.0 / std::sqrt(static_cast<double>(c.d)));
       p.start_pos = start_pos;
-      p.max_seq_len = c.max_seq_len;
-      p.err = err_dev_;
-      kernels::launch_attention(p, st);
+      p.cos = cos; p.sin = sin; p.rope_positions = positions; p.interleaved = op.arg.interleaved;
+      p.scratch = attn_scratch_; p.counters = attn_counters_;
+      kernels::launch_kv_attention(p, err_dev_, st);
+      return Error::Ok;
+    }
+    case OpCode::SWIGLU: {
+      const Shape& x = sh(in[0]);
+      const int64_t f = x.size[x.ndim - 1] / 2;
+      if (os.numel() * 2 != x.numel() || os.size[os.ndim - 1] != f) return bad("output is not [..., F] of x [..., 2F]");
+      kernels::launch_swiglu(ptr(in[0]), dt(in[0]), out, f ? os.numel() / f : 0, f, st);
       return Error::Ok;
     }
   }

@@ -100,6 +100,10 @@ class Executor {
   int* err_host_ = nullptr;  // pinned mirror, read after the final sync
   std::vector<void*> value_ptr_;
   std::map<int32_t, KvCache> kv_;
+  // Split-key attention: partials and arrival counters, shared by every attention op (the stream
+  // runs them one after another; the kernel leaves the counters at zero).
+  float* attn_scratch_ = nullptr;
+  int* attn_counters_ = nullptr;
   // Per-step host state, sized once in create() (no allocation in a step).
   std::vector<int64_t> sym_;
   std::vector<kernels::Shape> shapes_;

@@ -28,6 +28,27 @@ const char* op_name(OpCode code) {
   return (name && *name) ? name : "UNKNOWN";
 }
 
+bool kv_cache_shape(const Graph& g, const Op& op, int64_t* hkv, int64_t* d, DType* dtype) {
+  if (op.code == OpCode::KV_ATTENTION) {  // k [1, T, Hkv, D]
+    const Value& k = g.values[op.inputs[1]];
+    if (k.dims.size() != 4) return false;
+    *hkv = k.dims[2].offset;
+    *d = k.dims[3].offset;
+    *dtype = k.dtype;
+    return true;
+  }
+  if (op.code == OpCode::QKV_ATTENTION) {  // qkv [1, T, (H + 2 Hkv) * D]
+    const Value& qkv = g.values[op.inputs[0]];
+    const int64_t heads = static_cast<int64_t>(op.arg.n_heads) + 2 * static_cast<int64_t>(op.arg.n_kv_heads);
+    if (qkv.dims.size() != 3 || heads <= 0) return false;
+    *hkv = op.arg.n_kv_heads;
+    *d = qkv.dims[2].offset / heads;
+    *dtype = qkv.dtype;
+    return true;
+  }
+  return false;
+}
+
 bool is_float(DType dtype) {
   return dtype == DType::FLOAT32 || dtype == DType::BFLOAT16 || dtype == DType::FLOAT16;
 }

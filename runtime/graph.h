@@ -49,8 +49,9 @@ struct OpArgs {
   double scale = 0.0;                    // SdpaArg, KvAttentionArg (0: 1/sqrt(head dim))
   uint32_t weight = 0;                   // Int4MatMul
   bool interleaved = false;              // RopeArg
-  int32_t layer = 0;                     // KvAttentionArg
-  int64_t max_seq_len = 0;               // KvAttentionArg
+  int32_t layer = 0;                     // KvAttentionArg, QkvAttentionArg
+  int64_t max_seq_len = 0;               // KvAttentionArg, QkvAttentionArg
+  int32_t n_heads = 0, n_kv_heads = 0;   // QkvAttentionArg (interleaved: its RoPE convention)
 };
 
 struct Op {
@@ -84,6 +85,10 @@ struct Graph {
   std::vector<Int4Weight> weights;
   std::vector<Symbol> symbols;
 };
+
+// KV_ATTENTION / QKV_ATTENTION: the shape of the layer's caches, [max_seq_len, hkv, d] in `dtype`.
+// False for other ops. On a verified graph both ops of a layer agree (blob_verifier checks).
+bool kv_cache_shape(const Graph& g, const Op& op, int64_t* hkv, int64_t* d, DType* dtype);
 
 // Bytes of one element; 0 for a dtype outside the schema.
 size_t dtype_size(DType dtype);

@@ -3,8 +3,9 @@
 // executor (executor.h).
 //
 // init():    verify the blob (identifier, version, every index, layouts, shapes, named-data sizes)
-//            -> free the blob -> upload constants (host copies freed one by one) -> plan the arena
-//            -> allocate KV caches. Any failure: an Error + one log line; nothing aborts.
+//            -> free the blob -> check each constant's sha256 against its key (constant_hash.h)
+//            -> upload constants (host copies freed one by one) -> plan the arena -> allocate KV
+//            caches. Any failure: an Error + one log line; nothing aborts.
 // execute(): CPU tensors in, CPU tensors out; SymInt arguments (graph input id -1) are ignored.
 //
 // Backend option (ExecuTorch's runtime::set_option("Int4CudaBackend", ...)): bool "cuda_graph"
@@ -26,6 +27,7 @@
 #include <executorch/runtime/platform/log.h>
 
 #include "blob_verifier.h"
+#include "constant_hash.h"
 #include "cuda_device.h"
 #include "executor.h"
 #include "last_error.h"
@@ -122,10 +124,26 @@ class Int4CudaBackend final : public BackendInterface {
     if (e != Error::Ok) return report(e, message);
     processed->Free();
 
+    // Every constant against its content-hash key (constant_hash.h) before the first GPU
+    // allocation: a flipped weight byte is an error here, not silent garbage. Here rather than in
+    // fetch() below: Executor::create turns a failed fetch into its own "could not be read" message,
+    // and all the bytes are already in `loaded` (the verifier read them), so they hash in parallel.
+    {
+      std::vector<ConstantBytes> constants;
+      constants.reserve(loaded.size());
+      for (const auto& [key, buffer] : loaded) constants.push_back({key, *buffer.data_safe(), buffer.size()});
+      const Error he = check_constant_hashes(constants);
+      if (he != Error::Ok) return he;  // reported, naming the key
+    }
+
     ConstantSource source;
     source.fetch = [&](const std::string& key, const void** bytes, size_t* size) {
+      // Every constant the executor asks for was read by the verifier and hashed above; bytes read
+      // only now (a key fetched again after release) are hashed here, so none reach the GPU unchecked.
+      const bool fresh = loaded.count(key) == 0;
       if (named_size(key) < 0) return false;
       const FreeableBuffer& b = loaded.at(key);
+      if (fresh && check_constant_hash(key, *b.data_safe(), b.size()) != Error::Ok) return false;
       *bytes = *b.data_safe();
       *size = b.size();
       return true;

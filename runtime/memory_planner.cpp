@@ -11,24 +11,40 @@ bool plan_memory(const Graph& g, MemoryPlan* plan, std::string* error) {
   const int64_t n_ops = static_cast<int64_t>(g.ops.size());
   plan->offset.assign(nv, -1);
   plan->bytes.assign(nv, 0);
+  plan->alias.assign(nv, -1);
   plan->arena_bytes = 0;
+
+  // VIEW aliases: same dtype, and never more bytes than the root can hold at the symbols' max (a
+  // verified graph always satisfies both; a view that doesn't simply keeps its own buffer and copy).
+  auto root = [&](int32_t v) { return plan->alias[v] >= 0 ? plan->alias[v] : v; };
+  for (const Op& op : g.ops) {
+    if (op.code != OpCode::VIEW || op.inputs.empty() || op.inputs[0] < 0) continue;
+    const int32_t r = root(op.inputs[0]);
+    const Value& out = g.values[op.output];
+    if (out.dtype != g.values[r].dtype) continue;
+    const int64_t ob = max_nbytes(out, g.symbols), rb = max_nbytes(g.values[r], g.symbols);
+    if (ob < 0 || rb < 0 || ob > rb) continue;
+    plan->alias[op.output] = r;
+  }
 
   // Lifetimes in op steps: graph inputs are written at step -1, graph outputs read at step n_ops.
   std::vector<int64_t> first(nv, INT64_MAX), last(nv, INT64_MIN);
+  // Uses and definitions of an alias count for its root.
   for (int32_t i : g.inputs)
     if (i >= 0) first[i] = -1, last[i] = std::max<int64_t>(last[i], -1);
   for (int64_t s = 0; s < n_ops; ++s) {
     const Op& op = g.ops[s];
     for (int32_t i : op.inputs)
-      if (i >= 0) last[i] = std::max(last[i], s);
-    first[op.output] = std::min(first[op.output], s);
-    last[op.output] = std::max(last[op.output], s);
+      if (i >= 0) last[root(i)] = std::max(last[root(i)], s);
+    const int32_t o = root(static_cast<int32_t>(op.output));
+    first[o] = std::min(first[o], s);
+    last[o] = std::max(last[o], s);
   }
-  for (uint32_t o : g.outputs) last[o] = n_ops;
+  for (uint32_t o : g.outputs) last[root(static_cast<int32_t>(o))] = n_ops;
 
   std::vector<size_t> order;
   for (size_t v = 0; v < nv; ++v) {
-    if (g.values[v].is_constant() || first[v] == INT64_MAX) continue;
+    if (g.values[v].is_constant() || plan->alias[v] >= 0 || first[v] == INT64_MAX) continue;
     const int64_t b = max_nbytes(g.values[v], g.symbols);
     if (b < 0) {
       if (error) *error = "int4_cuda: value " + g.values[v].name + " is too large to plan (size overflow)";

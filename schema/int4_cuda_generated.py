@@ -57,6 +57,8 @@ class OpCode(object):
     ROPE = 23
     KV_ATTENTION = 24
     LINEAR = 25
+    SWIGLU = 26
+    QKV_ATTENTION = 27
 
 
 class OpArg(object):
@@ -69,6 +71,7 @@ class OpArg(object):
     Int4MatMul = 6
     RopeArg = 7
     KvAttentionArg = 8
+    QkvAttentionArg = 9
 
 def OpArgCreator(unionType, table):
     from flatbuffers.table import Table
@@ -90,6 +93,8 @@ def OpArgCreator(unionType, table):
         return RopeArgT.InitFromBuf(table.Bytes, table.Pos)
     if unionType == OpArg().KvAttentionArg:
         return KvAttentionArgT.InitFromBuf(table.Bytes, table.Pos)
+    if unionType == OpArg().QkvAttentionArg:
+        return QkvAttentionArgT.InitFromBuf(table.Bytes, table.Pos)
     return None
 
 
@@ -1352,6 +1357,148 @@ class KvAttentionArgT(object):
         return kvAttentionArg
 
 
+class QkvAttentionArg(object):
+    __slots__ = ['_tab']
+
+    @classmethod
+    def GetRootAs(cls, buf, offset=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, offset)
+        x = QkvAttentionArg()
+        x.Init(buf, n + offset)
+        return x
+
+    @classmethod
+    def GetRootAsQkvAttentionArg(cls, buf, offset=0):
+        """This method is deprecated. Please switch to GetRootAs."""
+        return cls.GetRootAs(buf, offset)
+    @classmethod
+    def QkvAttentionArgBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
+        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x49\x34\x43\x55", size_prefixed=size_prefixed)
+
+    # QkvAttentionArg
+    def Init(self, buf, pos):
+        self._tab = flatbuffers.table.Table(buf, pos)
+
+    # QkvAttentionArg
+    def Layer(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return 0
+
+    # QkvAttentionArg
+    def MaxSeqLen(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+    # QkvAttentionArg
+    def Scale(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
+        return 0.0
+
+    # QkvAttentionArg
+    def NHeads(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return 0
+
+    # QkvAttentionArg
+    def NKvHeads(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return 0
+
+    # QkvAttentionArg
+    def Interleaved(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def QkvAttentionArgStart(builder):
+    builder.StartObject(6)
+
+def QkvAttentionArgAddLayer(builder, layer):
+    builder.PrependInt32Slot(0, layer, 0)
+
+def QkvAttentionArgAddMaxSeqLen(builder, maxSeqLen):
+    builder.PrependInt64Slot(1, maxSeqLen, 0)
+
+def QkvAttentionArgAddScale(builder, scale):
+    builder.PrependFloat64Slot(2, scale, 0.0)
+
+def QkvAttentionArgAddNHeads(builder, nHeads):
+    builder.PrependInt32Slot(3, nHeads, 0)
+
+def QkvAttentionArgAddNKvHeads(builder, nKvHeads):
+    builder.PrependInt32Slot(4, nKvHeads, 0)
+
+def QkvAttentionArgAddInterleaved(builder, interleaved):
+    builder.PrependBoolSlot(5, interleaved, 0)
+
+def QkvAttentionArgEnd(builder):
+    return builder.EndObject()
+
+
+
+class QkvAttentionArgT(object):
+
+    # QkvAttentionArgT
+    def __init__(self):
+        self.layer = 0  # type: int
+        self.maxSeqLen = 0  # type: int
+        self.scale = 0.0  # type: float
+        self.nHeads = 0  # type: int
+        self.nKvHeads = 0  # type: int
+        self.interleaved = False  # type: bool
+
+    @classmethod
+    def InitFromBuf(cls, buf, pos):
+        qkvAttentionArg = QkvAttentionArg()
+        qkvAttentionArg.Init(buf, pos)
+        return cls.InitFromObj(qkvAttentionArg)
+
+    @classmethod
+    def InitFromPackedBuf(cls, buf, pos=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
+        return cls.InitFromBuf(buf, pos+n)
+
+    @classmethod
+    def InitFromObj(cls, qkvAttentionArg):
+        x = QkvAttentionArgT()
+        x._UnPack(qkvAttentionArg)
+        return x
+
+    # QkvAttentionArgT
+    def _UnPack(self, qkvAttentionArg):
+        if qkvAttentionArg is None:
+            return
+        self.layer = qkvAttentionArg.Layer()
+        self.maxSeqLen = qkvAttentionArg.MaxSeqLen()
+        self.scale = qkvAttentionArg.Scale()
+        self.nHeads = qkvAttentionArg.NHeads()
+        self.nKvHeads = qkvAttentionArg.NKvHeads()
+        self.interleaved = qkvAttentionArg.Interleaved()
+
+    # QkvAttentionArgT
+    def Pack(self, builder):
+        QkvAttentionArgStart(builder)
+        QkvAttentionArgAddLayer(builder, self.layer)
+        QkvAttentionArgAddMaxSeqLen(builder, self.maxSeqLen)
+        QkvAttentionArgAddScale(builder, self.scale)
+        QkvAttentionArgAddNHeads(builder, self.nHeads)
+        QkvAttentionArgAddNKvHeads(builder, self.nKvHeads)
+        QkvAttentionArgAddInterleaved(builder, self.interleaved)
+        qkvAttentionArg = QkvAttentionArgEnd(builder)
+        return qkvAttentionArg
+
+
 class Op(object):
     __slots__ = ['_tab']
 
@@ -1503,7 +1650,7 @@ class OpT(object):
         self.inputs = None  # type: List[int]
         self.outputs = None  # type: List[int]
         self.argType = 0  # type: int
-        self.arg = None  # type: Union[None, ScalarArgT, DimsArgT, SliceArgT, NormArgT, SdpaArgT, Int4MatMulT, RopeArgT, KvAttentionArgT]
+        self.arg = None  # type: Union[None, ScalarArgT, DimsArgT, SliceArgT, NormArgT, SdpaArgT, Int4MatMulT, RopeArgT, KvAttentionArgT, QkvAttentionArgT]
         self.name = None  # type: str
 
     @classmethod

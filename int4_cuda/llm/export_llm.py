@@ -115,6 +115,7 @@ def export_llm(
 
     model = build_model(cfg, state)
     del state
+    model.fuse_projections()
     model.export_mode, model.full_logits = True, full_logits
     steps = tqdm(total=3, desc="exporting", unit="step")
     seq = torch.export.Dim("seq", min=1, max=max_seq_length)

@@ -14,11 +14,16 @@ positions.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torchao.quantization import Int4Tensor
+
 import int4_cuda.backend  # noqa: F401  (torch.ops.int4_cuda.*)
+from int4_cuda.backend.ops import split_qkv
 
 from .config import LlmConfig, rope_tables
 
@@ -36,12 +41,28 @@ class Attention(nn.Module):
             self.q_norm = nn.RMSNorm(hd, eps=cfg.norm_eps)
             self.k_norm = nn.RMSNorm(hd, eps=cfg.norm_eps)
 
+    def fuse(self):
+        """One q|k|v projection (exact: int4 metadata is per output row). Not for q/k-norm models,
+        whose per-head norms sit between the projection and RoPE."""
+        fused = None if self.cfg.qk_norm else fuse_linears([self.wq, self.wk, self.wv])
+        if fused is not None:
+            self.wqkv = fused
+            del self.wq, self.wk, self.wv
+
     def forward(self, x, input_pos, cos, sin, export_mode: bool):
         b, t, _ = x.shape
         c = self.cfg
-        q = self.wq(x).view(b, t, c.n_heads, c.head_dim)
-        k = self.wk(x).view(b, t, c.n_kv_heads, c.head_dim)
-        v = self.wv(x).view(b, t, c.n_kv_heads, c.head_dim)
+        if hasattr(self, "wqkv"):
+            qkv = self.wqkv(x)
+            if export_mode:  # rope(q), rope(k) and the cached attention in one op
+                y = torch.ops.int4_cuda.qkv_attention(qkv, cos, sin, input_pos, c.n_heads, c.n_kv_heads,
+                                                      c.rope_interleaved, self.layer, c.max_seq_len)
+                return self.wo(y)
+            q, k, v = split_qkv(qkv, c.n_heads, c.n_kv_heads)
+        else:
+            q = self.wq(x).view(b, t, c.n_heads, c.head_dim)
+            k = self.wk(x).view(b, t, c.n_kv_heads, c.head_dim)
+            v = self.wv(x).view(b, t, c.n_kv_heads, c.head_dim)
         if c.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         if export_mode:
@@ -73,8 +94,43 @@ class FeedForward(nn.Module):
         self.w3 = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)  # up
         self.w2 = nn.Linear(cfg.hidden_dim, cfg.dim, bias=False)  # down
 
+    def fuse(self):
+        """One gate|up projection followed by int4_cuda::swiglu (the same roundings as below)."""
+        fused = fuse_linears([self.w1, self.w3])
+        if fused is not None:
+            self.w13 = fused
+            del self.w1, self.w3
+
     def forward(self, x):
+        if hasattr(self, "w13"):
+            return self.w2(torch.ops.int4_cuda.swiglu(self.w13(x)))
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+def fuse_linears(linears) -> Optional[nn.Linear]:
+    """nn.Linear whose output rows are those of `linears` in order: torchao Int4Tensor weights are
+    concatenated code-, scale- and zero-wise (per-row metadata, so exact), plain weights as they are.
+    None when they cannot share one kernel (int4 mixed with plain, or different group sizes or
+    dtypes, as a GGUF with per-tensor types can have). The inputs' storage is released as the
+    caller deletes them."""
+    ws = [m.weight for m in linears]
+    n = sum(w.shape[0] for w in ws)
+    if all(isinstance(w, Int4Tensor) for w in ws):
+        if len({tuple(w.block_size) for w in ws}) != 1:
+            return None
+        w = Int4Tensor(qdata=torch.cat([w.qdata for w in ws]), scale=torch.cat([w.scale for w in ws], dim=1),
+                       zero_point=torch.cat([w.zero_point for w in ws], dim=1), block_size=list(ws[0].block_size),
+                       shape=torch.Size([n, ws[0].shape[1]]))
+    elif not any(isinstance(w, Int4Tensor) for w in ws) and len({w.dtype for w in ws}) == 1:
+        w = torch.cat([w.detach() for w in ws])
+    else:
+        return None
+    biases = [m.bias for m in linears]
+    fused = nn.Linear(ws[0].shape[1], n, bias=biases[0] is not None, device="meta")
+    fused.weight = nn.Parameter(w, requires_grad=False)
+    if biases[0] is not None:
+        fused.bias = nn.Parameter(torch.cat([b.detach() for b in biases]), requires_grad=False)
+    return fused
 
 
 class Block(nn.Module):
@@ -87,7 +143,7 @@ class Block(nn.Module):
 
     def forward(self, x, input_pos, cos, sin, export_mode):
         # x is the residual stream in float32 (as llama.cpp keeps it); the linears see bf16.
-        dt = self.attention.wq.weight.dtype
+        dt = self.attention.wo.weight.dtype
         x = x + self.attention(self.attention_norm(x).to(dt), input_pos, cos, sin, export_mode).float()
         return x + self.feed_forward(self.ffn_norm(x).to(dt)).float()
 
@@ -105,6 +161,14 @@ class Transformer(nn.Module):
         cos, sin = rope_tables(cfg)
         self.register_buffer("freqs_cos", cos, persistent=False)
         self.register_buffer("freqs_sin", sin, persistent=False)
+
+    def fuse_projections(self):
+        """Fused q|k|v and gate|up projections for export: fewer, larger int4 matvecs and no
+        slice/rope/silu chains in a decode step (exact; see Attention.fuse, FeedForward.fuse)."""
+        for layer in self.layers:
+            layer.attention.fuse()
+            layer.feed_forward.fuse()
+        return self
 
     def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
         x = self.tok_embeddings(tokens).float()

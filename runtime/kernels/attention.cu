@@ -1,6 +1,15 @@
-// SDPA and KV_ATTENTION: one block per (query row, head, batch), keys streamed in chunks of
-// blockDim with an online softmax (running max and sum in fp32), so any sequence length runs in
-// O(E + Ev + blockDim) shared memory and no scratch buffer.
+// SDPA, KV_ATTENTION and QKV_ATTENTION.
+//
+// attention_kernel (generic): one block per (query row, head, batch), keys streamed in chunks of
+// blockDim with an online softmax (running max and sum in fp32), any dtype and head dim.
+//
+// kv_attention_fast_kernel (bf16, D in {64, 128}, H / Hkv <= 8): one block per (query row, KV
+// head, key range). The G = H / Hkv query heads sharing a KV head are done together, so each K/V
+// row is read once for all of them. Warp w takes keys w*32 + lane of each 128-key step: the lane
+// holds one key's scores (a K row read as 16-byte vectors against q in shared memory), the warp
+// keeps a running max/sum per head and accumulates P*V with each lane owning D/32 output columns
+// (V rows read coalesced). Decode (T <= kSplitMaxRows) also splits the keys over blocks: the last
+// block of a (row, KV head) to finish merges the partial (max, sum, acc) of the others.
 #include "common.cuh"
 
 namespace int4_cuda {
@@ -8,6 +17,25 @@ namespace kernels {
 namespace {
 
 constexpr int kAttnThreads = 128;
+constexpr int kFastWarps = kAttnThreads / 32;
+constexpr int kMaxGroup = 8;          // query heads per KV head in the fast kernel
+constexpr int64_t kKeysPerSplit = 128;
+constexpr int64_t kMaxSplits = 64;
+
+// q element pair (a, b) of RoPE pair i: interleaved (2i, 2i+1) or half-split (i, i + D/2).
+__device__ __forceinline__ void rope_pair_index(int64_t i, int64_t d, bool interleaved, int64_t* ia, int64_t* ib) {
+  *ia = interleaved ? 2 * i : i;
+  *ib = interleaved ? 2 * i + 1 : i + d / 2;
+}
+
+// Rotates (a, b) by the angle of position pos, pair i, rounded to dtype (the op-by-op ROPE's rounding).
+__device__ __forceinline__ void rope_rotate(float* a, float* b, const float* cos, const float* sin, int64_t pos,
+                                            int64_t i, int64_t half, DType t) {
+  const float c = cos[pos * half + i], s = sin[pos * half + i];
+  const float x = *a, y = *b;
+  *a = round_to(x * c - y * s, t);
+  *b = round_to(y * c + x * s, t);
+}
 
 __global__ void attention_kernel(AttentionParams p) {
   extern __shared__ float smem[];
@@ -17,10 +45,11 @@ __global__ void attention_kernel(AttentionParams p) {
   float* pr = acc + p.Ev;
   const int64_t l = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int64_t hk = h / (p.H / p.Hkv);
-  int64_t n_keys;
+  int64_t n_keys, sp = 0;
   if (p.start_pos) {
-    const int64_t sp = *p.start_pos;
-    if (sp < 0 || sp + p.L > p.max_seq_len) return;  // launch_kv_write flagged it; the step fails
+    sp = *p.start_pos;
+    if (sp < 0 || sp + p.L > p.max_seq_len) return;  // launch_kv_append flagged it; the step fails
+    if (p.cos && sp + p.L > p.rope_positions) return;
     n_keys = sp + l + 1;
   } else {
     n_keys = p.causal ? min(p.S, l + 1) : p.S;
@@ -28,7 +57,19 @@ __global__ void attention_kernel(AttentionParams p) {
   const int64_t qo = b * p.qs[0] + h * p.qs[1] + l * p.qs[2];
   const int64_t ko = b * p.ks[0] + hk * p.ks[1];
   const int64_t vo = b * p.vs[0] + hk * p.vs[1];
-  for (int64_t e = threadIdx.x; e < p.E; e += blockDim.x) qf[e] = load_f(p.q, qo + e, p.dtype);
+  if (p.cos) {
+    const int64_t half = p.E / 2;
+    for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
+      int64_t ia, ib;
+      rope_pair_index(i, p.E, p.interleaved, &ia, &ib);
+      float a = load_f(p.q, qo + ia, p.dtype), bb = load_f(p.q, qo + ib, p.dtype);
+      rope_rotate(&a, &bb, p.cos, p.sin, sp + l, i, half, p.dtype);
+      qf[ia] = a;
+      qf[ib] = bb;
+    }
+  } else {
+    for (int64_t e = threadIdx.x; e < p.E; e += blockDim.x) qf[e] = load_f(p.q, qo + e, p.dtype);
+  }
   for (int64_t e = threadIdx.x; e < p.Ev; e += blockDim.x) acc[e] = 0.f;
   __syncthreads();
   float m = -INFINITY, lsum = 0.f;
@@ -69,26 +110,198 @@ __global__ void attention_kernel(AttentionParams p) {
   for (int64_t e = threadIdx.x; e < p.Ev; e += blockDim.x) store_f(p.out, oo + e, p.out_dtype, acc[e] / lsum);
 }
 
-__global__ void kv_write_kernel(const void* k, const void* v, void* kc, void* vc, DType dtype, int64_t T,
-                                int64_t hkv, int64_t d, int64_t max_seq_len, const int64_t* start_pos, int* err) {
+template <int D>
+__global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAttentionParams p, int64_t keys_per_split) {
+  constexpr int E = D / 32;  // output columns per lane
+  constexpr int KV = D / 8;  // 16-byte vectors per K row
+  __shared__ float qs[kMaxGroup][D];
+  __shared__ float wm[kFastWarps][kMaxGroup], wl[kFastWarps][kMaxGroup];
+  __shared__ float wacc[kFastWarps][kMaxGroup][D];
+  __shared__ int last_block;
+  const int64_t t = blockIdx.x, hk = blockIdx.y, split = blockIdx.z;
+  const int G = static_cast<int>(p.H / p.Hkv);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t sp = *p.start_pos;
+  if (sp < 0 || sp + p.T > p.max_seq_len) return;     // launch_kv_append flagged it
+  if (p.cos && sp + p.T > p.rope_positions) return;   // likewise
+  const int64_t n_keys = sp + t + 1;
+  const int64_t n_active = (n_keys + keys_per_split - 1) / keys_per_split;
+  if (split >= n_active) return;
+  const int64_t k_begin = split * keys_per_split, k_end = min(n_keys, k_begin + keys_per_split);
+  const __nv_bfloat16* q = static_cast<const __nv_bfloat16*>(p.q) + t * p.q_row + hk * G * D;
+  const __nv_bfloat16* kc = static_cast<const __nv_bfloat16*>(p.k_cache);
+  const __nv_bfloat16* vc = static_cast<const __nv_bfloat16*>(p.v_cache);
+
+  for (int idx = threadIdx.x; idx < G * D / 2; idx += blockDim.x) {
+    const int g = idx / (D / 2), i = idx % (D / 2);
+    int64_t ia, ib;
+    rope_pair_index(i, D, p.interleaved, &ia, &ib);
+    float a = __bfloat162float(q[g * D + ia]), b = __bfloat162float(q[g * D + ib]);
+    if (p.cos) rope_rotate(&a, &b, p.cos, p.sin, sp + t, i, D / 2, DType::BFLOAT16);
+    qs[g][ia] = a;
+    qs[g][ib] = b;
+  }
+  __syncthreads();
+
+  float m[kMaxGroup], l[kMaxGroup], acc[kMaxGroup][E];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.f;
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[g][e] = 0.f;
+  }
+  for (int64_t j0 = k_begin + warp * 32; j0 < k_end; j0 += kAttnThreads) {
+    const int64_t j = j0 + lane;
+    float s[kMaxGroup];
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) s[g] = 0.f;
+    if (j < k_end) {
+      const uint4* kr = reinterpret_cast<const uint4*>(kc + (j * p.Hkv + hk) * D);
+#pragma unroll
+      for (int c = 0; c < KV; ++c) {
+        const uint4 u = kr[c];
+        const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&u);
+        float kf[8];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 f = __bfloat1622float2(h2[e]);
+          kf[2 * e] = f.x;
+          kf[2 * e + 1] = f.y;
+        }
+#pragma unroll
+        for (int g = 0; g < kMaxGroup; ++g)
+          if (g < G) {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) s[g] += qs[g][c * 8 + e] * kf[e];
+          }
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= G) continue;
+      const float sg = j < k_end ? s[g] * p.scale : -INFINITY;
+      const float m_new = fmaxf(m[g], warp_max(sg));  // finite: lane 0's key is always valid
+      const float pj = j < k_end ? expf(sg - m_new) : 0.f;
+      const float alpha = expf(m[g] - m_new);         // 0 on the first step (m = -inf)
+      l[g] = l[g] * alpha + warp_sum(pj);
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[g][e] *= alpha;
+      m[g] = m_new;
+      s[g] = pj;
+    }
+    const int nj = static_cast<int>(min(static_cast<int64_t>(32), k_end - j0));
+    for (int jj = 0; jj < nj; ++jj) {
+      const __nv_bfloat16* vr = vc + ((j0 + jj) * p.Hkv + hk) * D + lane * E;
+      float vf[E];
+      if constexpr (E == 2) {
+        const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vr));
+        vf[0] = f.x;
+        vf[1] = f.y;
+      } else {
+        const uint2 u = *reinterpret_cast<const uint2*>(vr);
+        const float2 f0 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+        const float2 f1 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+        vf[0] = f0.x; vf[1] = f0.y; vf[2] = f1.x; vf[3] = f1.y;
+      }
+#pragma unroll
+      for (int g = 0; g < kMaxGroup; ++g) {
+        if (g >= G) continue;
+        const float pj = __shfl_sync(0xffffffffu, s[g], jj);
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[g][e] += pj * vf[e];
+      }
+    }
+  }
+  // This block's warps -> one (max, sum, acc) per head.
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g >= G) continue;
+    if (lane == 0) {
+      wm[warp][g] = m[g];
+      wl[warp][g] = l[g];
+    }
+#pragma unroll
+    for (int e = 0; e < E; ++e) wacc[warp][g][lane * E + e] = acc[g][e];
+  }
+  __syncthreads();
+  const int64_t splits = gridDim.z;
+  float* part = p.scratch + ((t * p.Hkv + hk) * splits) * static_cast<int64_t>(G) * (D + 2);
+  for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) {
+    const int g = idx / D, e = idx % D;
+    float mx = -INFINITY;
+    for (int w = 0; w < kFastWarps; ++w) mx = fmaxf(mx, wm[w][g]);
+    float sum = 0.f, a = 0.f;
+    for (int w = 0; w < kFastWarps; ++w) {
+      const float f = wm[w][g] == -INFINITY ? 0.f : expf(wm[w][g] - mx);  // idle warps weigh 0
+      sum += wl[w][g] * f;
+      a += wacc[w][g][e] * f;
+    }
+    if (splits == 1) {
+      static_cast<__nv_bfloat16*>(p.out)[t * p.out_row + (hk * G + g) * D + e] = __float2bfloat16(a / sum);
+    } else {
+      float* ps = part + split * G * (D + 2) + g * (D + 2);
+      ps[2 + e] = a;
+      if (e == 0) {
+        ps[0] = mx;
+        ps[1] = sum;
+      }
+    }
+  }
+  if (splits == 1) return;
+  // Last block of this (row, KV head) to finish merges the partials of its n_active splits.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* counter = p.counters + t * p.Hkv + hk;
+    last_block = atomicAdd(counter, 1) == n_active - 1;
+    if (last_block) *counter = 0;  // ready for the next launch (the stream orders them)
+  }
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+  for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) {
+    const int g = idx / D, e = idx % D;
+    float mx = -INFINITY;
+    for (int64_t sidx = 0; sidx < n_active; ++sidx) mx = fmaxf(mx, __ldcg(part + sidx * G * (D + 2) + g * (D + 2)));
+    float sum = 0.f, a = 0.f;
+    for (int64_t sidx = 0; sidx < n_active; ++sidx) {
+      const float* ps = part + sidx * G * (D + 2) + g * (D + 2);
+      const float f = expf(__ldcg(ps) - mx);
+      sum += __ldcg(ps + 1) * f;
+      a += __ldcg(ps + 2 + e) * f;
+    }
+    static_cast<__nv_bfloat16*>(p.out)[t * p.out_row + (hk * G + g) * D + e] = __float2bfloat16(a / sum);
+  }
+}
+
+__global__ void kv_append_kernel(const void* k, int64_t k_row, const void* v, int64_t v_row, void* kc, void* vc,
+                                 DType dtype, int64_t T, int64_t hkv, int64_t d, int64_t max_seq_len,
+                                 const int64_t* start_pos, const float* cos, const float* sin, int64_t rope_positions,
+                                 bool interleaved, int* err) {
   const int64_t sp = *start_pos;
   if (sp < 0 || sp + T > max_seq_len) {
     if (blockIdx.x == 0 && threadIdx.x == 0) set_error(err, kErrKvPosition);
     return;
   }
-  const int64_t n = T * hkv * d;
-  const int es = elem_size(dtype);
+  if (cos && sp + T > rope_positions) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) set_error(err, kErrRopePosition);
+    return;
+  }
+  const int64_t half = d / 2;
+  const int64_t n = T * hkv * half;  // one (k pair, v pair) per thread
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    // src [1, T, Hkv, D] and the cache rows [sp + t, Hkv, D] have the same inner layout.
-    const int64_t dst = sp * hkv * d + i;
-    if (es == 4) {
-      static_cast<float*>(kc)[dst] = static_cast<const float*>(k)[i];
-      static_cast<float*>(vc)[dst] = static_cast<const float*>(v)[i];
-    } else {
-      static_cast<uint16_t*>(kc)[dst] = static_cast<const uint16_t*>(k)[i];
-      static_cast<uint16_t*>(vc)[dst] = static_cast<const uint16_t*>(v)[i];
-    }
+    const int64_t pair = i % half, h = (i / half) % hkv, t = i / (half * hkv);
+    int64_t ia, ib;
+    rope_pair_index(pair, d, interleaved, &ia, &ib);
+    const int64_t ks = t * k_row + h * d, vs = t * v_row + h * d, dst = ((sp + t) * hkv + h) * d;
+    float a = load_f(k, ks + ia, dtype), b = load_f(k, ks + ib, dtype);
+    if (cos) rope_rotate(&a, &b, cos, sin, sp + t, pair, half, dtype);
+    store_f(kc, dst + ia, dtype, a);
+    store_f(kc, dst + ib, dtype, b);
+    store_f(vc, dst + ia, dtype, load_f(v, vs + ia, dtype));
+    store_f(vc, dst + ib, dtype, load_f(v, vs + ib, dtype));
   }
 }
 
@@ -101,12 +314,53 @@ void launch_attention(const AttentionParams& p, cudaStream_t stream) {
   attention_kernel<<<grid, kAttnThreads, smem, stream>>>(p);
 }
 
-void launch_kv_write(const void* k, const void* v, void* k_cache, void* v_cache, DType dtype, int64_t T,
-                     int64_t hkv, int64_t d, int64_t max_seq_len, const int64_t* start_pos, int* err,
-                     cudaStream_t stream) {
-  const int64_t n = T * hkv * d;
-  kv_write_kernel<<<grid_for(n > 0 ? n : 1), kThreads, 0, stream>>>(k, v, k_cache, v_cache, dtype, T, hkv, d,
-                                                                    max_seq_len, start_pos, err);
+bool kv_attention_fast(DType dtype, int64_t H, int64_t Hkv, int64_t D) {
+  return dtype == DType::BFLOAT16 && (D == 64 || D == 128) && Hkv > 0 && H % Hkv == 0 && H / Hkv <= kMaxGroup;
+}
+
+int64_t kv_attention_splits(int64_t max_seq_len) {
+  return std::min(kMaxSplits, std::max<int64_t>(1, (max_seq_len + kKeysPerSplit - 1) / kKeysPerSplit));
+}
+
+int64_t kv_attention_scratch_floats(int64_t H, int64_t Hkv, int64_t D, int64_t max_seq_len) {
+  return kSplitMaxRows * kv_attention_splits(max_seq_len) * H * (D + 2);  // Hkv * G = H
+}
+
+int64_t kv_attention_counters(int64_t Hkv) { return kSplitMaxRows * Hkv; }
+
+void launch_kv_attention(const KvAttentionParams& p, int* err, cudaStream_t stream) {
+  if (p.T == 0 || p.H == 0) return;
+  if (!kv_attention_fast(p.dtype, p.H, p.Hkv, p.D)) {
+    AttentionParams a;
+    a.q = p.q; a.k = p.k_cache; a.v = p.v_cache; a.out = p.out;
+    a.dtype = p.dtype; a.out_dtype = p.dtype;
+    a.B = 1; a.H = p.H; a.Hkv = p.Hkv; a.L = p.T; a.S = p.max_seq_len; a.E = p.D; a.Ev = p.D;
+    a.qs[1] = p.D; a.qs[2] = p.q_row;                    // q row t, head h: t * q_row + h * D
+    a.ks[1] = p.D; a.ks[2] = p.Hkv * p.D;                // cache [S, Hkv, D]
+    a.vs[1] = p.D; a.vs[2] = p.Hkv * p.D;
+    a.os[1] = p.D; a.os[2] = p.out_row;
+    a.scale = p.scale;
+    a.start_pos = p.start_pos; a.max_seq_len = p.max_seq_len; a.err = err;
+    a.cos = p.cos; a.sin = p.sin; a.rope_positions = p.rope_positions; a.interleaved = p.interleaved;
+    launch_attention(a, stream);
+    return;
+  }
+  // Per-split keys: kKeysPerSplit, or more when max_seq_len needs over kMaxSplits splits.
+  const int64_t splits = p.T <= kSplitMaxRows ? kv_attention_splits(p.max_seq_len) : 1;
+  const int64_t per_split = splits == 1 ? p.max_seq_len : (p.max_seq_len + splits - 1) / splits;
+  dim3 grid(static_cast<unsigned>(p.T), static_cast<unsigned>(p.Hkv), static_cast<unsigned>(splits));
+  if (p.D == 64) kv_attention_fast_kernel<64><<<grid, kAttnThreads, 0, stream>>>(p, per_split);
+  else kv_attention_fast_kernel<128><<<grid, kAttnThreads, 0, stream>>>(p, per_split);
+}
+
+void launch_kv_append(const void* k, int64_t k_row, const void* v, int64_t v_row, void* k_cache, void* v_cache,
+                      DType dtype, int64_t T, int64_t hkv, int64_t d, int64_t max_seq_len, const int64_t* start_pos,
+                      const float* cos, const float* sin, int64_t rope_positions, bool interleaved, int* err,
+                      cudaStream_t stream) {
+  const int64_t n = T * hkv * (d / 2);
+  kv_append_kernel<<<grid_for(n > 0 ? n : 1), kThreads, 0, stream>>>(k, k_row, v, v_row, k_cache, v_cache, dtype, T,
+                                                                     hkv, d, max_seq_len, start_pos, cos, sin,
+                                                                     rope_positions, interleaved, err);
 }
 
 }  // namespace kernels

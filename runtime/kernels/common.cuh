@@ -54,6 +54,15 @@ __device__ __forceinline__ void store_f(void* p, int64_t i, DType t, float v) {
   }
 }
 
+// v rounded to dtype t and back (the rounding a store to a t tensor does); floats only.
+__device__ __forceinline__ float round_to(float v, DType t) {
+  switch (t) {
+    case DType::BFLOAT16: return __bfloat162float(__float2bfloat16(v));
+    case DType::FLOAT16: return __half2float(__float2half(v));
+    default: return v;
+  }
+}
+
 // Exact path for integers (int64 values beyond 2^24 survive); floats go through double.
 __device__ __forceinline__ double load_d(const void* p, int64_t i, DType t) {
   switch (t) {

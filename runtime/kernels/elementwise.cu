@@ -1,5 +1,5 @@
-// ADD/SUB/MUL/DIV (tensor-tensor with broadcast, or tensor-scalar), NEG, RSQRT, SILU, SIGMOID, POW.
-// One thread per output element, grid-stride; the output is contiguous in `shape`.
+// ADD/SUB/MUL/DIV (tensor-tensor with broadcast, or tensor-scalar), NEG, RSQRT, SILU, SIGMOID, POW,
+// and SWIGLU. One thread per output element, grid-stride; the output is contiguous in `shape`.
 #include "common.cuh"
 
 namespace int4_cuda {
@@ -16,6 +16,8 @@ struct EwParams {
   int64_t n;
 };
 
+__device__ __forceinline__ float silu_f(float x) { return x / (1.f + expf(-x)); }
+
 __device__ __forceinline__ float apply_f(OpCode op, float x, float y) {
   switch (op) {
     case OpCode::ADD: return x + y;
@@ -24,7 +26,7 @@ __device__ __forceinline__ float apply_f(OpCode op, float x, float y) {
     case OpCode::DIV: return x / y;
     case OpCode::NEG: return -x;
     case OpCode::RSQRT: return rsqrtf(x);
-    case OpCode::SILU: return x / (1.f + expf(-x));
+    case OpCode::SILU: return silu_f(x);
     case OpCode::SIGMOID: return 1.f / (1.f + expf(-x));
     case OpCode::POW: return y == 2.f ? x * x : powf(x, y);
     default: return 0.f;
@@ -64,7 +66,23 @@ __global__ void elementwise_kernel(EwParams p) {
   }
 }
 
+__global__ void swiglu_kernel(const void* x, DType xt, void* out, int64_t rows, int64_t f) {
+  const int64_t n = rows * f;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / f, c = i % f;
+    const float gate = round_to(silu_f(load_f(x, r * 2 * f + c, xt)), xt);
+    store_f(out, i, xt, gate * load_f(x, r * 2 * f + f + c, xt));
+  }
+}
+
 }  // namespace
+
+void launch_swiglu(const void* x, DType xt, void* out, int64_t rows, int64_t f, cudaStream_t stream) {
+  const int64_t n = rows * f;
+  if (n == 0) return;
+  swiglu_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, xt, out, rows, f);
+}
 
 void launch_elementwise(OpCode op, const void* a, DType at, Strides as, const void* b, DType bt, Strides bs,
                         bool has_b, double scalar, void* out, DType ot, const Shape& shape, cudaStream_t stream) {

@@ -78,7 +78,8 @@ void launch_matmul(const void* a, DType at, const void* b, DType bt, void* out, 
                    const void* bias = nullptr, DType bias_t = DType::FLOAT32);
 
 // Attention of one query row per block with online softmax (fp32). SDPA: keys 0..S-1 of k/v
-// (causal: j <= l). KV mode (start_pos != null): keys are cache positions 0..start_pos+l.
+// (causal: j <= l). KV mode (start_pos != null): keys are cache positions 0..start_pos+l; there
+// launch_kv_attention picks this kernel only for shapes the fast one does not cover.
 struct AttentionParams {
   const void* q = nullptr; const void* k = nullptr; const void* v = nullptr; void* out = nullptr;
   DType dtype = DType::BFLOAT16;   // q, k, v
@@ -93,13 +94,51 @@ struct AttentionParams {
   const int64_t* start_pos = nullptr;  // device; KV mode
   int64_t max_seq_len = 0;             // KV mode: cache length (bound check)
   int* err = nullptr;
+  // KV mode: RoPE applied to q as it is loaded (rounded to q's dtype, as OpCode.ROPE would):
+  const float* cos = nullptr;          // null: q is used as is
+  const float* sin = nullptr;
+  int64_t rope_positions = 0;          // rows of cos/sin
+  bool interleaved = false;
 };
 void launch_attention(const AttentionParams& p, cudaStream_t stream);
 
-// KV mode: cache[start_pos + t, h, :] = src[0, t, h, :] for k and v; caches [max_seq_len, Hkv, D].
-void launch_kv_write(const void* k, const void* v, void* k_cache, void* v_cache, DType dtype, int64_t T,
-                     int64_t hkv, int64_t d, int64_t max_seq_len, const int64_t* start_pos, int* err,
-                     cudaStream_t stream);
+// KV_ATTENTION / QKV_ATTENTION over the layer's caches [max_seq_len, Hkv, D]. Query row t of head
+// h is q[t * q_row + h * D + e]; output row t of head h goes to out[t * out_row + h * D + e].
+// bf16 with D in {64, 128} and H / Hkv <= 8 runs the split-key kernel: for T <= kSplitMaxRows the
+// keys are cut in `splits` ranges of keys_per_split (one block each, combined by the last block to
+// finish, through `scratch` and `counters`); otherwise one block per (row, KV head).
+struct KvAttentionParams {
+  const void* q = nullptr; int64_t q_row = 0;
+  const void* k_cache = nullptr; const void* v_cache = nullptr;
+  void* out = nullptr; int64_t out_row = 0;
+  DType dtype = DType::BFLOAT16;       // q, caches and out
+  int64_t T = 0, H = 0, Hkv = 0, D = 0, max_seq_len = 0;
+  float scale = 1.0f;
+  const int64_t* start_pos = nullptr;  // device
+  const float* cos = nullptr;          // RoPE on q (QKV_ATTENTION), or null
+  const float* sin = nullptr;
+  int64_t rope_positions = 0;
+  bool interleaved = false;
+  float* scratch = nullptr;            // kv_attention_scratch_floats() floats
+  int* counters = nullptr;             // kv_attention_counters() ints, zero between launches
+};
+constexpr int64_t kSplitMaxRows = 4;
+bool kv_attention_fast(DType dtype, int64_t H, int64_t Hkv, int64_t D);
+int64_t kv_attention_splits(int64_t max_seq_len);
+int64_t kv_attention_scratch_floats(int64_t H, int64_t Hkv, int64_t D, int64_t max_seq_len);
+int64_t kv_attention_counters(int64_t Hkv);
+void launch_kv_attention(const KvAttentionParams& p, int* err, cudaStream_t stream);
+
+// cache[start_pos + t, h, :] = k[t * k_row + h * D + :] (RoPE'd first when cos != null, rounded to
+// the cache dtype) and likewise v (never rotated); caches [max_seq_len, Hkv, D]. Flags
+// kErrKvPosition / kErrRopePosition and writes nothing when the positions do not fit.
+void launch_kv_append(const void* k, int64_t k_row, const void* v, int64_t v_row, void* k_cache, void* v_cache,
+                      DType dtype, int64_t T, int64_t hkv, int64_t d, int64_t max_seq_len, const int64_t* start_pos,
+                      const float* cos, const float* sin, int64_t rope_positions, bool interleaved, int* err,
+                      cudaStream_t stream);
+
+// SWIGLU: out[r, i] = round(round(silu(x[r, i])) * x[r, F + i]) for r < rows, i < F.
+void launch_swiglu(const void* x, DType xt, void* out, int64_t rows, int64_t f, cudaStream_t stream);
 
 // out[i, :] = table[ids[i], :]
 void launch_embedding(const void* table, DType tt, const void* ids, DType idt, void* out, int64_t n_ids,

@@ -1,6 +1,6 @@
 // BMM / MATMUL / LINEAR: a simple shared-memory tiled GEMM (16x16 tiles, fp32 accumulation) with batch
-// broadcast. Correct first; projections go through int4_plain_mm, so this only sees attention-sized
-// products.
+// broadcast, and a weight-streaming matvec for LINEAR at decode sizes (a bf16 lm_head / tied
+// embedding is the largest weight a decode step reads after the int4 ones).
 #include "common.cuh"
 
 namespace int4_cuda {
@@ -47,6 +47,45 @@ __global__ void matmul_kernel(MatmulParams p) {
   }
 }
 
+// LINEAR at decode sizes (M <= kGemvMaxM, bf16 weight [N, K], K % 8 == 0): memory-bound, so one
+// warp per output column n streams weight row n once as 16-byte vectors for all M rows of x (x is
+// staged in shared memory as f32). Same math as matmul_kernel: f32 products and sums, bias added
+// in f32, one rounding to the output dtype.
+constexpr int kGemvMaxM = 8;
+constexpr int kGemvWarps = 8;
+constexpr int64_t kGemvMaxX = 12288;  // M * K floats staged in shared memory (48 KiB)
+
+__global__ void __launch_bounds__(kGemvWarps * 32) linear_gemv_kernel(MatmulParams p) {
+  extern __shared__ float xs[];
+  for (int64_t i = threadIdx.x; i < p.m * p.k; i += blockDim.x) xs[i] = load_f(p.a, i, p.at);
+  __syncthreads();
+  const int lane = threadIdx.x % 32;
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
+  if (n >= p.n) return;
+  const uint4* w = reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(p.b) + n * p.k);
+  float acc[kGemvMaxM] = {};
+  for (int64_t c = lane; c < p.k / 8; c += 32) {
+    const uint4 u = w[c];
+    const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 f = __bfloat1622float2(h2[e]);
+#pragma unroll
+      for (int r = 0; r < kGemvMaxM; ++r)
+        if (r < p.m) acc[r] += xs[r * p.k + c * 8 + 2 * e] * f.x + xs[r * p.k + c * 8 + 2 * e + 1] * f.y;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kGemvMaxM; ++r) {
+    if (r >= p.m) break;
+    float v = warp_sum(acc[r]);
+    if (lane == 0) {
+      if (p.bias) v += load_f(p.bias, n, p.bias_t);
+      store_f(p.out, r * p.n + n, p.ot, v);
+    }
+  }
+}
+
 }  // namespace
 
 void launch_matmul(const void* a, DType at, const void* b, DType bt, void* out, DType ot, int64_t m, int64_t n,
@@ -56,6 +95,12 @@ void launch_matmul(const void* a, DType at, const void* b, DType bt, void* out, 
   for (int d = 0; d < batch.ndim; ++d) nb *= batch.size[d];
   if (nb == 0 || m == 0 || n == 0) return;
   MatmulParams p{a, at, b, bt, out, ot, m, n, k, batch, b_transposed, bias, bias_t};
+  if (b_transposed && batch.ndim == 0 && bt == DType::BFLOAT16 && m <= kGemvMaxM && k % 8 == 0 &&
+      m * k <= kGemvMaxX && reinterpret_cast<uintptr_t>(b) % 16 == 0) {
+    const unsigned blocks = static_cast<unsigned>((n + kGemvWarps - 1) / kGemvWarps);
+    linear_gemv_kernel<<<blocks, kGemvWarps * 32, sizeof(float) * m * k, stream>>>(p);
+    return;
+  }
   dim3 grid(static_cast<unsigned>((n + kTile - 1) / kTile), static_cast<unsigned>((m + kTile - 1) / kTile),
             static_cast<unsigned>(nb));
   matmul_kernel<<<grid, dim3(kTile, kTile), 0, stream>>>(p);

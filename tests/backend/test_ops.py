@@ -73,3 +73,13 @@ def test_kv_attention_reference_equals_causal_sdpa_over_steps(seed):
     torch.testing.assert_close(torch.cat([prefill] + steps, 1), full, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="do not fit the KV cache of 32 positions"):
         kv_attention_reference(q[:, :2], k[:, :2], v[:, :2], kc, vc, 31)
+
+
+def test_swiglu_is_silu_gate_times_up_in_the_input_dtype(seed):
+    x = torch.randn(3, 5, 2 * 48).to(torch.bfloat16)
+    y = torch.ops.int4_cuda.swiglu(x)
+    gate, up = x[..., :48], x[..., 48:]
+    assert y.dtype == torch.bfloat16 and torch.equal(y, torch.nn.functional.silu(gate) * up)
+    # and close to the float64 value (an independent check of the formula)
+    exact = (torch.nn.functional.silu(gate.double()) * up.double())
+    assert (y.double() - exact).abs().max() < 0.02 * exact.abs().max()

@@ -28,6 +28,27 @@ def test_default_export_writes_the_three_files(smol):
     assert prog.run("get_bos_id")[0] == 1 and prog.run("get_eos_ids")[0] == 2 and prog.run("use_kv_cache")[0]
 
 
+def test_decode_step_is_fused(smol):
+    """The decoder exports with its fused projections and ops: per layer one q|k|v and one gate|up
+    int4 matvec, QKV_ATTENTION and SWIGLU, casts folded away (what keeps a decode step short)."""
+    from int4_cuda.blob import decode_blob
+    from int4_cuda.pte_file import ProgramFile
+    from int4_cuda.schema import OP_NAMES
+
+    (d,) = ProgramFile.open(str(smol / "smollm2.pte")).delegates()
+    g = decode_blob(d.blob, "smollm2")
+    counts = {}
+    for op in g.ops:
+        counts[OP_NAMES[op.code]] = counts.get(OP_NAMES[op.code], 0) + 1
+    layers = 30
+    assert counts["QKV_ATTENTION"] == layers and counts["SWIGLU"] == layers, counts
+    assert counts["INT4_PLAIN_MM"] == 4 * layers, counts  # qkv, wo, gate|up, down
+    assert not {"ROPE", "KV_ATTENTION", "SILU", "MUL"} & set(counts), counts
+    assert counts.get("COPY", 0) <= 2, counts  # only the final norm's input/output casts may remain
+    names = {w.name for w in g.int4Weights}
+    assert "layers.0.attention.wqkv" in names and "layers.0.feed_forward.w13" in names
+
+
 def test_generate_answers_paris(smol, capsys):
     rc = cli(["generate", "--model", str(smol / "smollm2.pte"), "--prompt", "What is the capital of France?",
               "--chat", "--max_new_tokens", "24", "--device", "cpu"])

@@ -1,7 +1,7 @@
 """Damaged and mismatched files through every CPU-side entry point (issue #8): the reference
 executor (int4_cuda.load), `int4-cuda inspect`, `int4-cuda generate --device cpu`, the C API load
 path (int4_cuda.cuda_runtime.CudaProgram: ExecuTorch's loader + the delegate's init) and the C++
-blob verifier that init() runs. Each case must end in a clear error (which file, what is wrong,
+blob verifier and constant hash check that init() runs. Each case must end in a clear error (which file, what is wrong,
 the fix) or, where noted, a documented success — never a traceback or a crash.
 docs/reliability.md lists the outcomes; int4_cuda_runner (C++) is pending (issue #5)."""
 import os
@@ -65,6 +65,20 @@ def _flip_bytes(path, lo, hi):
     open(path, "wb").write(bytes(b))
 
 
+def _flip_weight_byte(pte, ptd):
+    """Flips one bit in the middle of the largest constant of the .ptd (an int4 weight): the file
+    still parses and every size matches; only the content hash can tell. Returns the constant's key."""
+    pf = ProgramFile.open(pte, ptd)
+    key = max(pf._ptd.named_data, key=lambda k: len(pf.named_bytes(k)))
+    want = pf.named_bytes(key)
+    data = bytearray(open(ptd, "rb").read())
+    at = data.find(want)
+    assert at >= 0 and data.find(want, at + 1) < 0, "the constant's bytes must occur once in the .ptd"
+    data[at + len(want) // 2] ^= 0x10
+    open(ptd, "wb").write(bytes(data))
+    return key
+
+
 def make_case(case, exported, d):
     """(pte, ptd or None) for one damaged-file case."""
     if case == "truncated_pte":
@@ -85,6 +99,10 @@ def make_case(case, exported, d):
     if case == "bitflip_ptd_header":
         pte, ptd = _copy(exported, d)
         _flip_bytes(ptd, 8, 40)
+        return pte, ptd
+    if case == "bitflip_ptd_weight":
+        pte, ptd = _copy(exported, d)
+        _flip_weight_byte(pte, ptd)
         return pte, ptd
     if case == "missing_ptd":
         pte, ptd = _copy(exported, d)
@@ -114,6 +132,7 @@ CASES = {
     "bitflip_blob": "corrupt int4_cuda delegate blob",
     "truncated_ptd": "corrupt or truncated .ptd",
     "bitflip_ptd_header": "corrupt or truncated .ptd",
+    "bitflip_ptd_weight": "does not match its content hash",
     "missing_ptd": "needs its weights file",
     "ptd_of_other_model": "belongs to another model",
     "legacy_layout": "LEGACY_GROUPS_N",
@@ -257,6 +276,7 @@ def test_runner(case, exported, tmp_path, runner_bin):
 INCOMPATIBLE, INVALID_PROGRAM, INVALID_EXTERNAL_DATA = 0x30, 0x23, 0x24
 VERIFIER = {
     "bitflip_blob": (INVALID_PROGRAM, "corrupt int4_cuda delegate blob"),
+    "bitflip_ptd_weight": (INVALID_EXTERNAL_DATA, "does not match its content hash"),
     "ptd_of_other_model": (INVALID_EXTERNAL_DATA, "is in neither the .pte nor its .ptd"),
     "legacy_layout": (INCOMPATIBLE, LEGACY_LAYOUT_MESSAGE.format(weight="0")),
     "unknown_version": (INCOMPATIBLE, "format version 2, but this build reads version 1"),
@@ -268,11 +288,18 @@ VERIFIER = {
 def test_cpp_verifier(case, exported, tmp_path, runtime):
     pte, ptd = make_case(case, exported, str(tmp_path / case))
     pf = ProgramFile.open(pte, ptd)
-
-    def size(key):
-        b = pf.named_bytes(key)
-        return None if b is None else len(b)
-
-    ((code, msg),) = [runtime.verify_blob(d.blob, size) for d in pf.delegates()]
+    # verify_blob_data: the verifier, then the constants' sha256 against their keys, as init() runs them.
+    ((code, msg),) = [runtime.verify_blob_data(d.blob, pf.named_bytes) for d in pf.delegates()]
     want_code, want = VERIFIER[case]
     assert code == want_code and want in msg and "\n" not in msg, (hex(code), msg)
+    if case == "bitflip_ptd_weight":
+        from int4_cuda.backend.serialize import constant_key
+
+        (bad,) = [k for k in pf._ptd.named_data if constant_key(pf.named_bytes(k)) != k]  # hashlib's verdict
+        assert bad[:17] in msg and "damaged or belongs to another model" in msg and "re-export" in msg, msg
+
+
+def test_cpp_verifier_accepts_intact_files(exported, runtime):
+    """The same entry on the undamaged export: every constant hashes to its key."""
+    pf = ProgramFile.open(exported["m"].pte, exported["m"].ptd)
+    assert [runtime.verify_blob_data(d.blob, pf.named_bytes) for d in pf.delegates()] == [(0, "")]

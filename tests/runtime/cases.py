@@ -112,6 +112,45 @@ class LlmOps(nn.Module):
         return outs[0], outs[1]
 
 
+def _rope_tables(head_dim, positions):
+    inv = 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+    ang = torch.outer(torch.arange(positions).float(), inv)
+    return ang.cos(), ang.sin()
+
+
+class FusedLlmOps(nn.Module):
+    """The fused decode ops: qkv_attention on the split-key fast path (D = 64 with 4 query heads per
+    KV head, interleaved; D = 128 without grouping, half-split) and on the generic path (D = 32),
+    kv_attention on the fast path (no RoPE), swiglu, and a bf16 LINEAR head at M = 1 (the matvec)."""
+
+    LAYERS = ((8, 2, 64, True), (6, 6, 128, False), (4, 1, 32, True))
+
+    def __init__(self, dim=128, max_seq=320, vocab=200):
+        super().__init__()
+        self.max_seq = max_seq
+        self.qkv = nn.ModuleList(nn.Linear(dim, (h + 2 * kvh) * d, bias=False) for h, kvh, d, _ in self.LAYERS)
+        for d in sorted({d for *_, d, _ in self.LAYERS}):
+            cos, sin = _rope_tables(d, max_seq)
+            self.register_buffer(f"cos{d}", cos, persistent=False)
+            self.register_buffer(f"sin{d}", sin, persistent=False)
+        self.gu = nn.Linear(dim, 2 * 96, bias=False)
+        self.head_w = nn.Parameter(torch.randn(vocab, dim).to(bf16) * 0.1, requires_grad=False)
+        self.head_b = nn.Parameter(torch.randn(vocab).to(bf16), requires_grad=False)
+
+    def forward(self, x, start_pos):
+        outs = []
+        for layer, ((h, kvh, d, inter), lin) in enumerate(zip(self.LAYERS, self.qkv)):
+            cos, sin = getattr(self, f"cos{d}"), getattr(self, f"sin{d}")
+            outs.append(torch.ops.int4_cuda.qkv_attention(lin(x), cos, sin, start_pos, h, kvh, inter, layer, self.max_seq))
+        qkv = self.qkv[0](x)  # slices (split_with_sizes is not in the op set)
+        b, t = x.shape[:2]
+        q, k, v = (qkv[..., a:e].view(b, t, -1, 64) for a, e in ((0, 512), (512, 640), (640, 768)))
+        outs.append(torch.ops.int4_cuda.kv_attention(q, k, v, start_pos, 3, self.max_seq).reshape(*x.shape[:2], -1))
+        outs.append(torch.ops.int4_cuda.swiglu(self.gu(x)))
+        outs.append(F.linear(x[:, -1], self.head_w, self.head_b).float())
+        return tuple(outs)
+
+
 @dataclass
 class Case:
     name: str
@@ -190,7 +229,21 @@ def cases() -> List[Callable[[], Case]]:
         return Case("llm_ops", model, (x, torch.tensor([0], dtype=torch.int64)), steps,
                     dynamic_shapes=({1: seq}, None), quantize=True, embed_weights=False)
 
-    return [elementwise, norms, matmuls, attention, shapes, linears, embed, mlp4, block, llm_ops]
+    def fused_llm_ops():
+        seq = torch.export.Dim("t", min=1, max=160)
+        # A 150-token prefill (one block per row), decode steps and a 3-row chunk on the split-key
+        # path (cache 320: 3 key ranges), a 130-token chunk, then decode with all 3 ranges live.
+        steps, pos = [], 0
+        for t in [150, 1, 1, 3, 130, 1, 1]:
+            steps.append((_r(1, t, 128), torch.tensor([pos], dtype=torch.int64)))
+            pos += t
+        model = FusedLlmOps()
+        for lin in (*model.qkv, model.gu):
+            lin.to(bf16)
+        return Case("fused_llm_ops", model, (_r(1, 5, 128), torch.tensor([0], dtype=torch.int64)), steps,
+                    dynamic_shapes=({1: seq}, None), quantize=True, embed_weights=False)
+
+    return [elementwise, norms, matmuls, attention, shapes, linears, embed, mlp4, block, llm_ops, fused_llm_ops]
 
 
 def build(make: Callable[[], Case], out_dir: str, seed: int = 0):

@@ -1,0 +1,64 @@
+"""backend/serialize.py: casts folded into their neighbours give the same numbers with fewer ops."""
+import torch
+import torch.nn as nn
+
+import int4_cuda
+from int4_cuda.blob import decode_blob
+from int4_cuda.pte_file import ProgramFile
+from int4_cuda.schema import DType, OpCode
+
+from testutil import dequantized_copy
+
+
+class ResidualBlock(nn.Module):
+    """The LLM decoder's dtype pattern: an f32 residual stream, f32 RMSNorm cast to bf16 for an int4
+    linear, whose bf16 output is widened back for the residual add; f32 logits from a bf16 linear."""
+
+    def __init__(self, dim=128, vocab=96):
+        super().__init__()
+        self.norm = nn.RMSNorm(dim, eps=1e-5)
+        self.proj = nn.Linear(dim, dim, bias=False).to(torch.bfloat16)
+        self.head = nn.Linear(dim, vocab, bias=False).to(torch.bfloat16)
+
+    def forward(self, x):
+        x = x + self.proj(self.norm(x).to(torch.bfloat16)).float()
+        x = x * self.proj(self.norm(x).to(torch.bfloat16)).float()
+        return x, self.head(x.to(torch.bfloat16)).float()
+
+
+def _blob(files):
+    (d,) = ProgramFile.open(files.pte).delegates()
+    return decode_blob(d.blob, "res")
+
+
+def test_casts_fold_into_norm_linear_and_residual(tmp_path, seed):
+    m = ResidualBlock()
+    with torch.no_grad():
+        m.norm.weight.uniform_(0.5, 1.5)
+    int4_cuda.quantize_(m.proj, 32)  # head stays a bf16 LINEAR (f32 logits)
+    ref = dequantized_copy(m)
+    x = torch.randn(1, 5, 128)
+    files = int4_cuda.export_to_files(m, (x,), str(tmp_path), name="res")
+    g = _blob(files)
+    codes = [op.code for op in g.ops]
+    # Three narrowing casts (2 norms + the head input) stay only where no producer can absorb them:
+    # the head's input comes from an ADD/MUL (f32), so exactly that one COPY remains.
+    assert codes.count(OpCode.COPY) == 1, codes
+    norms = [op for op in g.ops if op.code == OpCode.RMS_NORM]
+    assert len(norms) == 2 and all(g.values[op.outputs[0]].dtype == DType.BFLOAT16 for op in norms)
+    for op in g.ops:
+        if op.code in (OpCode.ADD, OpCode.MUL):  # the residual ops read the int4 linear's bf16 output
+            assert sorted(g.values[i].dtype for i in op.inputs) == sorted([DType.FLOAT32, DType.BFLOAT16])
+            assert g.values[op.outputs[0]].dtype == DType.FLOAT32
+    (lin,) = [op for op in g.ops if op.code == OpCode.LINEAR]
+    assert g.values[lin.outputs[0]].dtype == DType.FLOAT32
+
+    prog = int4_cuda.load(files.pte)
+    x = torch.randn(1, 5, 128)
+    y, logits = prog.run("forward", x)
+    with torch.no_grad():
+        ey, elogits = ref(x)
+    # Folding changes no rounding: the residual is bit-identical; logits only differ by the head's
+    # accumulation order (f32 logits straight from the accumulator vs eager's bf16 round + widen).
+    assert torch.equal(y, ey)
+    assert torch.allclose(logits, elogits, rtol=1e-2, atol=1e-2)
