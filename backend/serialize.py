@@ -192,6 +192,25 @@ class _GraphWriter:
                 fused.add(node)
         return fused
 
+    def _fuse_add_norms(self, ep: ExportedProgram, skip: set) -> Dict[torch.fx.Node, torch.fx.Node]:
+        """{add: rms_norm} pairs written as one ADD_RMS_NORM (at the add's place, both values kept):
+        a decoder's residual add and the norm of its result, one kernel instead of two. Only a
+        same-shape tensor + tensor ADD whose result feeds an RMS_NORM."""
+        pairs = {}
+        for node in ep.graph.nodes:
+            if node.op != "call_function" or node in skip or describe_code(node) != OpCode.RMS_NORM:
+                continue
+            add = describe(node).inputs[0]
+            if not (isinstance(add, torch.fx.Node) and add.op == "call_function" and add not in pairs
+                    and describe_code(add) == OpCode.ADD):
+                continue
+            a, b = describe(add).inputs[:2] if len(describe(add).inputs) == 2 else (None, None)
+            shape = list(add.meta["val"].shape)
+            if (isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)
+                    and list(a.meta["val"].shape) == shape == list(b.meta["val"].shape)):
+                pairs[add] = node
+        return pairs
+
     def write(self) -> bytes:
         ep = self.ep
         placeholders = [n for n in ep.graph.nodes if n.op == "placeholder" and constant_target(ep, n) is None]
@@ -206,8 +225,18 @@ class _GraphWriter:
         for sb, node in zip(self.g.symbols, self.symbol_inputs):
             sb.value = self.ids[node]
         fused = self._fuse_casts(ep)
+        add_norms = self._fuse_add_norms(ep, fused)
+        fused |= set(add_norms.values())
         for node in ep.graph.nodes:
             if node.op != "call_function" or aten_op(node) in SHAPE_ONLY or node in fused:
+                continue
+            if node in add_norms:
+                norm = describe(add_norms[node])
+                ins = describe(node).inputs + [norm.inputs[1]]
+                self.g.ops.append(make(
+                    OpT, code=OpCode.ADD_RMS_NORM, inputs=[-1 if i is None else self.value(i) for i in ins],
+                    outputs=[self.value(node), self.value(add_norms[node])], name=add_norms[node].name,
+                    argType=arg_type_of(norm.arg), arg=norm.arg))
                 continue
             desc = describe(node)
             arg = self._int4_weight(node) if desc.code == OpCode.INT4_PLAIN_MM else desc.arg

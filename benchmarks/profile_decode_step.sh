@@ -10,18 +10,19 @@ export INT4_CUDA_RUNTIME_LIB=$PWD/build-rt/runtime/libint4_cuda_runtime.so
 timeout 400 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
   python3 -P tests/runtime/smollm2_memcheck.py /tmp/smol >"$out/ncu.csv" 2>"$out/ncu.err"; echo "ncu rc=$?"
 python3 - "$out/ncu.csv" <<'PY'
-import csv, sys, collections
+import csv, sys, collections, re
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
 head, body = rows[0], rows[1:]
 ki, vi, ii, ui = (head.index(c) for c in ("Kernel Name", "Metric Value", "ID", "Metric Unit"))
 scale = {"nsecond": 1.0, "usecond": 1e3, "msecond": 1e6, "second": 1e9}
 ks = [(int(r[ii]), r[ki], float(r[vi].replace(",", "")) * scale.get(r[ui], 1.0)) for r in body]
 ks.sort()
-n = len(ks) // 2  # prefill and decode launch the same kernels: the second half is the decode step
-dec = ks[n:]
+starts = [i for i, k in enumerate(ks) if "embedding_kernel" in k[1]]  # each step starts with the embedding
+dec = ks[starts[-1]:]
 agg = collections.OrderedDict()
 for _, name, ns in dec:
-    short = name.split("(")[0].split("<")[0].replace("int4_cuda::", "")[:48]
+    m = re.search(r"(\w+)(<[^()]*>)?\(", re.sub(r"\(anonymous namespace\)::", "", name))
+    short = (m.group(1) + (m.group(2) or "")) if m else name[:48]
     c, t = agg.get(short, (0, 0.0))
     agg[short] = (c + 1, t + ns)
 total = sum(t for c, t in agg.values())

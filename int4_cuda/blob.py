@@ -12,7 +12,7 @@ from typing import Callable, Dict, Optional
 from int4_cuda.backend.coalesced_int4_tensor import SUPPORTED_GROUP_SIZES
 from int4_cuda.backend.serialize import CONSTANT_KEY_PREFIX, constant_key
 from int4_cuda.errors import Int4CudaFileError, legacy_layout_error
-from int4_cuda.schema import DType, FILE_IDENTIFIER, FormatVersion, Graph, GraphT, OpArg, WeightLayout
+from int4_cuda.schema import DType, FILE_IDENTIFIER, FormatVersion, Graph, GraphT, OpArg, OpCode, WeightLayout
 
 DTYPE_SIZE = {DType.FLOAT32: 4, DType.BFLOAT16: 2, DType.FLOAT16: 2, DType.INT64: 8, DType.INT32: 4,
               DType.UINT8: 1, DType.INT8: 1, DType.BOOL: 1}
@@ -91,8 +91,9 @@ def check_structure(g: GraphT, where: str) -> None:
     for op in g.ops or []:
         for i in op.inputs or []:
             vid(i, f"op {op.name} input", optional=True)
-        if len(op.outputs or []) != 1:
-            raise Int4CudaFileError(f"{where}: op {op.name} has {len(op.outputs or [])} outputs, expected 1")
+        n_out = 2 if op.code == OpCode.ADD_RMS_NORM else 1
+        if len(op.outputs or []) != n_out:
+            raise Int4CudaFileError(f"{where}: op {op.name} has {len(op.outputs or [])} outputs, expected {n_out}")
         for i in op.outputs:
             vid(i, f"op {op.name} output")
         if op.argType != OpArg.NONE and op.arg is None:

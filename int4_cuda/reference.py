@@ -99,14 +99,19 @@ class BlobExecutor:
                 )
         for op in g.ops:
             ins = [env[i] if i >= 0 else None for i in op.inputs or []]
-            out_vid = op.outputs[0]
-            y = self._op(op, ins, self._shape(out_vid, sym), DTYPE_TO_TORCH[g.values[out_vid].dtype])
-            if list(y.shape) != self._shape(out_vid, sym):
-                raise Int4CudaError(
-                    f"{self.where}: op {op.name} ({OP_NAMES.get(op.code)}) produced {list(y.shape)}, "
-                    f"the blob declares {self._shape(out_vid, sym)}"
-                )
-            env[out_vid] = y.to(DTYPE_TO_TORCH[g.values[out_vid].dtype]).contiguous()
+            if op.code == OpCode.ADD_RMS_NORM:  # two outputs: the sum as stored, then its norm
+                ys = [torch.add(ins[0], ins[1]).to(DTYPE_TO_TORCH[g.values[op.outputs[0]].dtype])]
+                ys.append(torch.ops.aten.rms_norm(ys[0], [ys[0].shape[-1]], ins[2], op.arg.eps))
+            else:
+                out_vid = op.outputs[0]
+                ys = [self._op(op, ins, self._shape(out_vid, sym), DTYPE_TO_TORCH[g.values[out_vid].dtype])]
+            for out_vid, y in zip(op.outputs, ys):
+                if list(y.shape) != self._shape(out_vid, sym):
+                    raise Int4CudaError(
+                        f"{self.where}: op {op.name} ({OP_NAMES.get(op.code)}) produced {list(y.shape)}, "
+                        f"the blob declares {self._shape(out_vid, sym)}"
+                    )
+                env[out_vid] = y.to(DTYPE_TO_TORCH[g.values[out_vid].dtype]).contiguous()
         return [env[o] for o in g.outputs]
 
     def _kv(self, layer: int, max_seq_len: int, hkv: int, d: int, dtype: torch.dtype):

@@ -95,8 +95,11 @@ void decode(const fb::Graph& g, Graph* out) {
       Op op;
       op.code = o->code();
       if (o->inputs()) op.inputs.assign(o->inputs()->begin(), o->inputs()->end());
-      // Outputs are checked below to be exactly one; keep the count in `output` via a sentinel.
-      op.output = (o->outputs() && o->outputs()->size() == 1) ? o->outputs()->Get(0) : UINT32_MAX;
+      // Outputs are checked below to be exactly one (two for ADD_RMS_NORM); a wrong count is kept
+      // as the sentinel UINT32_MAX in `output`.
+      const size_t n_out = op.code == OpCode::ADD_RMS_NORM ? 2 : 1;
+      op.output = (o->outputs() && o->outputs()->size() == n_out) ? o->outputs()->Get(0) : UINT32_MAX;
+      if (n_out == 2 && op.output != UINT32_MAX) op.output2 = o->outputs()->Get(1);
       // A union may carry a type with no table (the Verifier accepts it): treat it as absent, so
       // the per-op rule reports the missing argument instead of dereferencing null.
       op.arg_type = o->arg() != nullptr ? o->arg_type() : OpArg::NONE;
@@ -200,13 +203,14 @@ OpRule rule_of(OpCode c) {
     case OpCode::KV_ATTENTION: return {4, 4, OpArg::KvAttentionArg, false};
     case OpCode::SWIGLU: return {1, 1, OpArg::NONE, false};
     case OpCode::QKV_ATTENTION: return {4, 4, OpArg::QkvAttentionArg, false};
+    case OpCode::ADD_RMS_NORM: return {3, 3, OpArg::NormArg, false};
   }
   return {-1, -1, OpArg::NONE, false};
 }
 
 // Which input slots may be -1 (absent optional input).
 bool optional_input(OpCode c, size_t slot) {
-  return (c == OpCode::RMS_NORM && slot == 1) || (c == OpCode::SDPA && slot == 3) || (c == OpCode::LINEAR && slot == 2);
+  return (c == OpCode::RMS_NORM && slot == 1) || (c == OpCode::ADD_RMS_NORM && slot == 2) || (c == OpCode::SDPA && slot == 3) || (c == OpCode::LINEAR && slot == 2);
 }
 
 class Verifier {
@@ -341,8 +345,12 @@ class Verifier {
       for (size_t s = 0; s < op.inputs.size(); ++s)
         if (!vid(op.inputs[s], "op " + op.name + " input", optional_input(op.code, s))) return false;
       if (op.output == UINT32_MAX)
-        return op_fail(op, "must have exactly one output; the blob is corrupt: re-export the model");
+        return op_fail(op, format("must have exactly %d output(s); the blob is corrupt: re-export the model",
+                                  op.code == OpCode::ADD_RMS_NORM ? 2 : 1));
       if (!vid(op.output, "op " + op.name + " output")) return false;
+      if (op.code == OpCode::ADD_RMS_NORM) {
+        if (!vid(op.output2, "op " + op.name + " output")) return false;
+      }
       const int n_in = static_cast<int>(op.inputs.size());
       if (n_in < r.min_inputs || (r.max_inputs >= 0 && n_in > r.max_inputs))
         return op_fail(op, format("has %d inputs, expected %d..%d; the blob is corrupt: re-export the model",
@@ -359,6 +367,12 @@ class Verifier {
         return op_fail(op, format("writes %s, which is a constant, a graph input or another op's output; "
                                   "the blob is corrupt: re-export the model", vname(op.output).c_str()));
       defined[op.output] = 1;
+      if (op.output2 != UINT32_MAX) {
+        if (defined[op.output2])
+          return op_fail(op, format("writes %s, which is a constant, a graph input or another op's output; "
+                                    "the blob is corrupt: re-export the model", vname(op.output2).c_str()));
+        defined[op.output2] = 1;
+      }
       if (!op_types(op)) return false;
     }
     for (uint32_t o : g_.outputs)
@@ -492,6 +506,15 @@ class Verifier {
         if (a.layer < 0 || a.max_seq_len <= 0)
           return op_fail(op, format("has layer %d and max_seq_len %lld; re-export the model", a.layer,
                                     static_cast<long long>(a.max_seq_len)));
+        return true;
+      }
+      case OpCode::ADD_RMS_NORM: {
+        if (!is_float(out) || !is_float(dt(op.output2)) || !is_float(dt(in[0])) || !is_float(dt(in[1])) ||
+            (in[2] >= 0 && !is_float(dt(in[2]))))
+          return op_fail(op, "needs floating-point x, delta, weight and outputs");
+        if (rank(in[0]) < 1 || rank(in[1]) != rank(in[0]) || rank(op.output) != rank(in[0]) ||
+            rank(op.output2) != rank(in[0]))
+          return op_fail(op, "needs x, delta and both outputs of one rank >= 1");
         return true;
       }
       case OpCode::SWIGLU: {

@@ -433,6 +433,31 @@ Error Executor::run_op(const Op& op) {
                                in[1] >= 0 ? dt(in[1]) : DType::FLOAT32, out, ot, rows, d, op.arg.eps, st);
       return Error::Ok;
     }
+    case OpCode::ADD_RMS_NORM: {
+      const Shape& x = sh(in[0]);
+      const int64_t d = x.size[x.ndim - 1];
+      const Shape& s2 = shapes_[op.output2];
+      bool same = sh(in[1]).ndim == x.ndim && os.ndim == x.ndim && s2.ndim == x.ndim;
+      for (int i = 0; same && i < x.ndim; ++i)
+        same = sh(in[1]).size[i] == x.size[i] && os.size[i] == x.size[i] && s2.size[i] == x.size[i];
+      if (!same) return bad("x, delta and both outputs must have one shape");
+      if (in[2] >= 0 && sh(in[2]).numel() != d) return bad("weight size differs from the last dim of x");
+      const int64_t rows = d ? x.numel() / d : 0;
+      if (rows > INT32_MAX) return bad("too many rows");
+      const void* w = in[2] >= 0 ? ptr(in[2]) : nullptr;
+      const DType wt = in[2] >= 0 ? dt(in[2]) : DType::FLOAT32;
+      if (d <= kernels::kNormResidualMaxD) {
+        kernels::NormResidual res{ptr(in[1]), dt(in[1]), out, ot};
+        kernels::launch_rms_norm(ptr(in[0]), dt(in[0]), w, wt, ptr(op.output2), dt(op.output2), rows, d, op.arg.eps,
+                                 st, res);
+      } else {  // rows too long to keep in registers: the unfused pair
+        const Strides cs = contiguous(x);
+        kernels::launch_elementwise(OpCode::ADD, ptr(in[0]), dt(in[0]), cs, ptr(in[1]), dt(in[1]), cs, true, 0.0, out,
+                                    ot, x, st);
+        kernels::launch_rms_norm(out, ot, w, wt, ptr(op.output2), dt(op.output2), rows, d, op.arg.eps, st);
+      }
+      return Error::Ok;
+    }
     case OpCode::SOFTMAX: {
       const Shape& x = sh(in[0]);
       const int dim = static_cast<int>(op.arg.dims[0]);
@@ -598,7 +623,7 @@ Error Executor::run_op(const Op& op) {
       return Error::Ok;
     }
     case OpCode::KV_ATTENTION: case OpCode::QKV_ATTENTION: {
-      // Both: append this step's k/v rows to the layer's cache, then attend. KV_ATTENTION takes
+      // Both: append this step's k/v rows to the layer's cache, then attend (launch_kv_attention). KV_ATTENTION takes
       // q [1,T,H,D], k/v [1,T,Hkv,D]; QKV_ATTENTION one qkv [1,T,(H+2Hkv)D] and RoPEs q and k itself.
       KvCache& c = kv_[op.arg.layer];
       const Shape& q = sh(in[0]);
@@ -629,8 +654,6 @@ Error Executor::run_op(const Op& op) {
       const void* ksrc = fused ? base + h * c.d * es : ptr(in[1]);
       const void* vsrc = fused ? base + (h + c.hkv) * c.d * es : ptr(in[2]);
       const int64_t kv_row = fused ? width : c.hkv * c.d;
-      kernels::launch_kv_append(ksrc, kv_row, vsrc, kv_row, c.k, c.v, qt, t, c.hkv, c.d, c.max_seq_len, start_pos,
-                                cos, sin, positions, op.arg.interleaved, err_dev_, st);
       kernels::KvAttentionParams p;
       p.q = ptr(in[0]); p.q_row = width;
       p.k_cache = c.k; p.v_cache = c.v;
@@ -641,6 +664,7 @@ Error Executor::run_op(const Op& op) {
       p.start_pos = start_pos;
       p.cos = cos; p.sin = sin; p.rope_positions = positions; p.interleaved = op.arg.interleaved;
       p.scratch = attn_scratch_; p.counters = attn_counters_;
+      p.k_new = ksrc; p.v_new = vsrc; p.kv_row = kv_row;
       kernels::launch_kv_attention(p, err_dev_, st);
       return Error::Ok;
     }

@@ -57,7 +57,8 @@ struct OpArgs {
 struct Op {
   OpCode code = OpCode::INT4_PLAIN_MM;
   std::vector<int32_t> inputs;  // -1: absent optional input
-  uint32_t output = 0;          // every op has exactly one output (checked)
+  uint32_t output = 0;          // every op has one output (checked) ...
+  uint32_t output2 = UINT32_MAX;  // ... ADD_RMS_NORM a second one (its normed output; checked)
   OpArg arg_type = OpArg::NONE;
   OpArgs arg;
   std::string name;

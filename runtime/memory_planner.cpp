@@ -36,9 +36,12 @@ bool plan_memory(const Graph& g, MemoryPlan* plan, std::string* error) {
     const Op& op = g.ops[s];
     for (int32_t i : op.inputs)
       if (i >= 0) last[root(i)] = std::max(last[root(i)], s);
-    const int32_t o = root(static_cast<int32_t>(op.output));
-    first[o] = std::min(first[o], s);
-    last[o] = std::max(last[o], s);
+    for (uint32_t out : {op.output, op.output2}) {
+      if (out == UINT32_MAX) continue;
+      const int32_t o = root(static_cast<int32_t>(out));
+      first[o] = std::min(first[o], s);
+      last[o] = std::max(last[o], s);
+    }
   }
   for (uint32_t o : g.outputs) last[root(static_cast<int32_t>(o))] = n_ops;
 

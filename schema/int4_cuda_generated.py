@@ -59,6 +59,7 @@ class OpCode(object):
     LINEAR = 25
     SWIGLU = 26
     QKV_ATTENTION = 27
+    ADD_RMS_NORM = 28
 
 
 class OpArg(object):

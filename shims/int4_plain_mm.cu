@@ -21,6 +21,7 @@
 // permutes the dequantized weights back to natural order before storing them.
 
 #include "int4_plain_mm.h"
+#include "pdl.cuh"
 
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -133,6 +134,8 @@ __global__ void __launch_bounds__(256, MINB)
     int4_mm_decode_kernel(const uint16_t* __restrict__ x, const uint8_t* __restrict__ q,
                           const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
                           uint16_t* __restrict__ out, int M, int N, int K, int gs_shift) {
+  int4_cuda::pdl_wait();  // before any global access (shims/pdl.cuh)
+  int4_cuda::pdl_trigger();
   const int WK = blockDim.x >> 5;
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
@@ -322,6 +325,8 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
                            const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
                            uint16_t* __restrict__ out, int M, int N, int K, int gs_shift) {
   static_assert(S >= 3, "pipeline needs >= 3 stages");
+  int4_cuda::pdl_wait();  // before any global access (shims/pdl.cuh)
+  int4_cuda::pdl_trigger();
   extern __shared__ __align__(128) uint8_t smem_raw[];
   PrefillSmem<S>& sm = *reinterpret_cast<PrefillSmem<S>*>(smem_raw);
 
@@ -558,9 +563,9 @@ cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persi
     const int64_t r = (int64_t)resident * 8 / wk;
     if (r > 0 && r < grid) grid = (int)r;
   }
-  int4_mm_decode_kernel<U, NT, MINB, XPRE>
-      <<<grid, wk * 32, 0, stream>>>(a.x, a.q, a.s, a.z, a.out, a.M, a.N, a.K, a.gsh);
-  return cudaGetLastError();
+  const cudaError_t le = int4_cuda::launch(int4_mm_decode_kernel<U, NT, MINB, XPRE>, dim3(grid), dim3(wk * 32), 0,
+                                           stream, a.x, a.q, a.s, a.z, a.out, a.M, a.N, a.K, a.gsh);
+  return le != cudaSuccess ? le : cudaGetLastError();
 }
 
 template <int S = kPrefillStages>
@@ -571,9 +576,9 @@ cudaError_t launch_prefill(const Args& a, cudaStream_t stream) {
   if (e != cudaSuccess) return e;
   const int64_t tiles = (int64_t)((a.M + PF_BM - 1) / PF_BM) * ((a.N + PF_BN - 1) / PF_BN);
   if (tiles > INT32_MAX) return cudaErrorInvalidConfiguration;
-  int4_mm_prefill_kernel<S><<<(unsigned)tiles, PF_THREADS, smem, stream>>>(
-      a.x, a.q, a.s, a.z, a.out, a.M, a.N, a.K, a.gsh);
-  return cudaGetLastError();
+  const cudaError_t le = int4_cuda::launch(int4_mm_prefill_kernel<S>, dim3((unsigned)tiles), dim3(PF_THREADS), smem,
+                                           stream, a.x, a.q, a.s, a.z, a.out, a.M, a.N, a.K, a.gsh);
+  return le != cudaSuccess ? le : cudaGetLastError();
 }
 
 // Variant table (benchmarking/tuning); variant 0 = the default choice.

@@ -20,6 +20,7 @@ constexpr int kAttnThreads = 128;
 constexpr int kFastWarps = kAttnThreads / 32;
 constexpr int kMaxGroup = 8;          // query heads per KV head in the fast kernel
 constexpr int64_t kKeysPerSplit = 128;
+constexpr int kVRegs = 64;            // V values in flight per lane: 32 rows at D = 64, 16 at D = 128
 constexpr int64_t kMaxSplits = 64;
 
 // q element pair (a, b) of RoPE pair i: interleaved (2i, 2i+1) or half-split (i, i + D/2).
@@ -38,6 +39,8 @@ __device__ __forceinline__ void rope_rotate(float* a, float* b, const float* cos
 }
 
 __global__ void attention_kernel(AttentionParams p) {
+  pdl_wait();  // before any global access (shims/pdl.cuh)
+  pdl_trigger();
   extern __shared__ float smem[];
   __shared__ float red[32];
   float* qf = smem;
@@ -111,9 +114,13 @@ __global__ void attention_kernel(AttentionParams p) {
 }
 
 template <int D>
-__global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAttentionParams p, int64_t keys_per_split) {
+__global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAttentionParams p, int64_t keys_per_split,
+                                                                         int* err) {
+  pdl_wait();  // before any global access (shims/pdl.cuh)
+  pdl_trigger();
   constexpr int E = D / 32;  // output columns per lane
   constexpr int KV = D / 8;  // 16-byte vectors per K row
+  constexpr int kVBatch = kVRegs / E;
   __shared__ float qs[kMaxGroup][D];
   __shared__ float wm[kFastWarps][kMaxGroup], wl[kFastWarps][kMaxGroup];
   __shared__ float wacc[kFastWarps][kMaxGroup][D];
@@ -122,8 +129,15 @@ __global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAtten
   const int G = static_cast<int>(p.H / p.Hkv);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t sp = *p.start_pos;
-  if (sp < 0 || sp + p.T > p.max_seq_len) return;     // launch_kv_append flagged it
-  if (p.cos && sp + p.T > p.rope_positions) return;   // likewise
+  const bool first = blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0;
+  if (sp < 0 || sp + p.T > p.max_seq_len) {  // flagged here when appending, else by launch_kv_append
+    if (p.k_new && first) set_error(err, kErrKvPosition);
+    return;
+  }
+  if (p.cos && sp + p.T > p.rope_positions) {
+    if (p.k_new && first) set_error(err, kErrRopePosition);
+    return;
+  }
   const int64_t n_keys = sp + t + 1;
   const int64_t n_active = (n_keys + keys_per_split - 1) / keys_per_split;
   if (split >= n_active) return;
@@ -132,6 +146,22 @@ __global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAtten
   const __nv_bfloat16* kc = static_cast<const __nv_bfloat16*>(p.k_cache);
   const __nv_bfloat16* vc = static_cast<const __nv_bfloat16*>(p.v_cache);
 
+  if (p.k_new && split == n_active - 1) {  // single-row step: this block owns cache row sp of head hk
+    const __nv_bfloat16* kn = static_cast<const __nv_bfloat16*>(p.k_new) + hk * D;
+    const __nv_bfloat16* vn = static_cast<const __nv_bfloat16*>(p.v_new) + hk * D;
+    __nv_bfloat16* kd = const_cast<__nv_bfloat16*>(kc) + (sp * p.Hkv + hk) * D;
+    __nv_bfloat16* vd = const_cast<__nv_bfloat16*>(vc) + (sp * p.Hkv + hk) * D;
+    for (int i = threadIdx.x; i < D / 2; i += blockDim.x) {
+      int64_t ia, ib;
+      rope_pair_index(i, D, p.interleaved, &ia, &ib);
+      float a = __bfloat162float(kn[ia]), b = __bfloat162float(kn[ib]);
+      if (p.cos) rope_rotate(&a, &b, p.cos, p.sin, sp, i, D / 2, DType::BFLOAT16);
+      kd[ia] = __float2bfloat16(a);
+      kd[ib] = __float2bfloat16(b);
+      vd[ia] = vn[ia];
+      vd[ib] = vn[ib];
+    }
+  }
   for (int idx = threadIdx.x; idx < G * D / 2; idx += blockDim.x) {
     const int g = idx / (D / 2), i = idx % (D / 2);
     int64_t ia, ib;
@@ -141,7 +171,7 @@ __global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAtten
     qs[g][ia] = a;
     qs[g][ib] = b;
   }
-  __syncthreads();
+  __syncthreads();  // also orders the appended cache row before this block reads it
 
   float m[kMaxGroup], l[kMaxGroup], acc[kMaxGroup][E];
 #pragma unroll
@@ -190,26 +220,35 @@ __global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAtten
       m[g] = m_new;
       s[g] = pj;
     }
+    // P*V over this step's keys, kVBatch V rows loaded before they are used so their latencies
+    // overlap (nj is warp-uniform: the shuffles see the whole warp).
     const int nj = static_cast<int>(min(static_cast<int64_t>(32), k_end - j0));
-    for (int jj = 0; jj < nj; ++jj) {
-      const __nv_bfloat16* vr = vc + ((j0 + jj) * p.Hkv + hk) * D + lane * E;
-      float vf[E];
-      if constexpr (E == 2) {
-        const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vr));
-        vf[0] = f.x;
-        vf[1] = f.y;
-      } else {
-        const uint2 u = *reinterpret_cast<const uint2*>(vr);
-        const float2 f0 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
-        const float2 f1 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
-        vf[0] = f0.x; vf[1] = f0.y; vf[2] = f1.x; vf[3] = f1.y;
+    for (int jb = 0; jb < nj; jb += kVBatch) {
+      float vf[kVBatch][E];
+#pragma unroll
+      for (int u = 0; u < kVBatch; ++u) {
+        const __nv_bfloat16* vr = vc + ((j0 + min(jb + u, nj - 1)) * p.Hkv + hk) * D + lane * E;
+        if constexpr (E == 2) {
+          const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vr));
+          vf[u][0] = f.x;
+          vf[u][1] = f.y;
+        } else {
+          const uint2 w = *reinterpret_cast<const uint2*>(vr);
+          const float2 f0 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w.x));
+          const float2 f1 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w.y));
+          vf[u][0] = f0.x; vf[u][1] = f0.y; vf[u][2] = f1.x; vf[u][3] = f1.y;
+        }
       }
 #pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) {
-        if (g >= G) continue;
-        const float pj = __shfl_sync(0xffffffffu, s[g], jj);
+      for (int u = 0; u < kVBatch; ++u) {
+        if (jb + u >= nj) break;
 #pragma unroll
-        for (int e = 0; e < E; ++e) acc[g][e] += pj * vf[e];
+        for (int g = 0; g < kMaxGroup; ++g) {
+          if (g >= G) continue;
+          const float pj = __shfl_sync(0xffffffffu, s[g], jb + u);
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[g][e] += pj * vf[u][e];
+        }
       }
     }
   }
@@ -237,7 +276,7 @@ __global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAtten
       sum += wl[w][g] * f;
       a += wacc[w][g][e] * f;
     }
-    if (splits == 1) {
+    if (n_active == 1) {  // the only key range of this row: no partials to merge
       static_cast<__nv_bfloat16*>(p.out)[t * p.out_row + (hk * G + g) * D + e] = __float2bfloat16(a / sum);
     } else {
       float* ps = part + split * G * (D + 2) + g * (D + 2);
@@ -248,7 +287,7 @@ __global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAtten
       }
     }
   }
-  if (splits == 1) return;
+  if (n_active == 1) return;
   // Last block of this (row, KV head) to finish merges the partials of its n_active splits.
   __threadfence();
   __syncthreads();
@@ -279,6 +318,8 @@ __global__ void kv_append_kernel(const void* k, int64_t k_row, const void* v, in
                                  DType dtype, int64_t T, int64_t hkv, int64_t d, int64_t max_seq_len,
                                  const int64_t* start_pos, const float* cos, const float* sin, int64_t rope_positions,
                                  bool interleaved, int* err) {
+  pdl_wait();  // before any global access (shims/pdl.cuh)
+  pdl_trigger();
   const int64_t sp = *start_pos;
   if (sp < 0 || sp + T > max_seq_len) {
     if (blockIdx.x == 0 && threadIdx.x == 0) set_error(err, kErrKvPosition);
@@ -311,7 +352,7 @@ void launch_attention(const AttentionParams& p, cudaStream_t stream) {
   if (p.B == 0 || p.H == 0 || p.L == 0) return;
   const size_t smem = sizeof(float) * static_cast<size_t>(p.E + p.Ev + kAttnThreads);
   dim3 grid(static_cast<unsigned>(p.L), static_cast<unsigned>(p.H), static_cast<unsigned>(p.B));
-  attention_kernel<<<grid, kAttnThreads, smem, stream>>>(p);
+  launch(attention_kernel, grid, dim3(kAttnThreads), smem, stream, p);
 }
 
 bool kv_attention_fast(DType dtype, int64_t H, int64_t Hkv, int64_t D) {
@@ -328,9 +369,16 @@ int64_t kv_attention_scratch_floats(int64_t H, int64_t Hkv, int64_t D, int64_t m
 
 int64_t kv_attention_counters(int64_t Hkv) { return kSplitMaxRows * Hkv; }
 
-void launch_kv_attention(const KvAttentionParams& p, int* err, cudaStream_t stream) {
+void launch_kv_attention(KvAttentionParams p, int* err, cudaStream_t stream) {
   if (p.T == 0 || p.H == 0) return;
-  if (!kv_attention_fast(p.dtype, p.H, p.Hkv, p.D)) {
+  const bool fast = kv_attention_fast(p.dtype, p.H, p.Hkv, p.D);
+  if (!(fast && p.T == 1)) {
+    launch_kv_append(p.k_new, p.kv_row, p.v_new, p.kv_row, const_cast<void*>(p.k_cache), const_cast<void*>(p.v_cache),
+                     p.dtype, p.T, p.Hkv, p.D, p.max_seq_len, p.start_pos, p.cos, p.sin, p.rope_positions,
+                     p.interleaved, err, stream);
+    p.k_new = p.v_new = nullptr;
+  }
+  if (!fast) {
     AttentionParams a;
     a.q = p.q; a.k = p.k_cache; a.v = p.v_cache; a.out = p.out;
     a.dtype = p.dtype; a.out_dtype = p.dtype;
@@ -349,8 +397,8 @@ void launch_kv_attention(const KvAttentionParams& p, int* err, cudaStream_t stre
   const int64_t splits = p.T <= kSplitMaxRows ? kv_attention_splits(p.max_seq_len) : 1;
   const int64_t per_split = splits == 1 ? p.max_seq_len : (p.max_seq_len + splits - 1) / splits;
   dim3 grid(static_cast<unsigned>(p.T), static_cast<unsigned>(p.Hkv), static_cast<unsigned>(splits));
-  if (p.D == 64) kv_attention_fast_kernel<64><<<grid, kAttnThreads, 0, stream>>>(p, per_split);
-  else kv_attention_fast_kernel<128><<<grid, kAttnThreads, 0, stream>>>(p, per_split);
+  if (p.D == 64) launch(kv_attention_fast_kernel<64>, grid, dim3(kAttnThreads), 0, stream, p, per_split, err);
+  else launch(kv_attention_fast_kernel<128>, grid, dim3(kAttnThreads), 0, stream, p, per_split, err);
 }
 
 void launch_kv_append(const void* k, int64_t k_row, const void* v, int64_t v_row, void* k_cache, void* v_cache,
@@ -358,7 +406,7 @@ void launch_kv_append(const void* k, int64_t k_row, const void* v, int64_t v_row
                       const float* cos, const float* sin, int64_t rope_positions, bool interleaved, int* err,
                       cudaStream_t stream) {
   const int64_t n = T * hkv * (d / 2);
-  kv_append_kernel<<<grid_for(n > 0 ? n : 1), kThreads, 0, stream>>>(k, k_row, v, v_row, k_cache, v_cache, dtype, T,
+  launch(kv_append_kernel, dim3(grid_for(n > 0 ? n : 1)), dim3(kThreads), 0, stream, k, k_row, v, v_row, k_cache, v_cache, dtype, T,
                                                                      hkv, d, max_seq_len, start_pos, cos, sin,
                                                                      rope_positions, interleaved, err);
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels.h"
+#include "pdl.cuh"
 
 namespace int4_cuda {
 namespace kernels {

@@ -15,6 +15,8 @@ struct CopyParams {
 
 template <typename T>
 __global__ void copy_same_kernel(CopyParams p) {
+  pdl_wait();  // before any global access (shims/pdl.cuh)
+  pdl_trigger();
   const T* in = static_cast<const T*>(p.in) + p.in_offset;
   T* out = static_cast<T*>(p.out) + p.out_offset;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < p.n;
@@ -31,6 +33,8 @@ __global__ void copy_same_kernel(CopyParams p) {
 }
 
 __global__ void copy_convert_kernel(CopyParams p) {
+  pdl_wait();  // before any global access (shims/pdl.cuh)
+  pdl_trigger();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < p.n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     int64_t rem = i, io = p.in_offset, oo = p.out_offset;
@@ -65,14 +69,14 @@ void launch_strided_copy(const void* in, DType it, int64_t in_offset, Strides in
   const unsigned g = grid_for(p.n);
   if (it == ot) {
     switch (dtype_size(it)) {
-      case 1: copy_same_kernel<uint8_t><<<g, kThreads, 0, stream>>>(p); return;
-      case 2: copy_same_kernel<uint16_t><<<g, kThreads, 0, stream>>>(p); return;
-      case 4: copy_same_kernel<uint32_t><<<g, kThreads, 0, stream>>>(p); return;
-      case 8: copy_same_kernel<uint64_t><<<g, kThreads, 0, stream>>>(p); return;
+      case 1: launch(copy_same_kernel<uint8_t>, dim3(g), dim3(kThreads), 0, stream, p); return;
+      case 2: launch(copy_same_kernel<uint16_t>, dim3(g), dim3(kThreads), 0, stream, p); return;
+      case 4: launch(copy_same_kernel<uint32_t>, dim3(g), dim3(kThreads), 0, stream, p); return;
+      case 8: launch(copy_same_kernel<uint64_t>, dim3(g), dim3(kThreads), 0, stream, p); return;
       default: break;
     }
   }
-  copy_convert_kernel<<<g, kThreads, 0, stream>>>(p);
+  launch(copy_convert_kernel, dim3(g), dim3(kThreads), 0, stream, p);
 }
 
 }  // namespace kernels

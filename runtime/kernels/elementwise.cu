@@ -44,6 +44,8 @@ __device__ __forceinline__ int64_t apply_i(OpCode op, int64_t x, int64_t y) {
 }
 
 __global__ void elementwise_kernel(EwParams p) {
+  pdl_wait();  // before any global access (shims/pdl.cuh)
+  pdl_trigger();
   const bool int_out = is_int(p.ot);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < p.n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -67,6 +69,8 @@ __global__ void elementwise_kernel(EwParams p) {
 }
 
 __global__ void swiglu_kernel(const void* x, DType xt, void* out, int64_t rows, int64_t f) {
+  pdl_wait();  // before any global access (shims/pdl.cuh)
+  pdl_trigger();
   const int64_t n = rows * f;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -81,14 +85,14 @@ __global__ void swiglu_kernel(const void* x, DType xt, void* out, int64_t rows, 
 void launch_swiglu(const void* x, DType xt, void* out, int64_t rows, int64_t f, cudaStream_t stream) {
   const int64_t n = rows * f;
   if (n == 0) return;
-  swiglu_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, xt, out, rows, f);
+  launch(swiglu_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream, x, xt, out, rows, f);
 }
 
 void launch_elementwise(OpCode op, const void* a, DType at, Strides as, const void* b, DType bt, Strides bs,
                         bool has_b, double scalar, void* out, DType ot, const Shape& shape, cudaStream_t stream) {
   EwParams p{op, a, at, as, b, bt, bs, has_b, scalar, out, ot, shape, shape.numel()};
   if (p.n == 0) return;
-  elementwise_kernel<<<grid_for(p.n), kThreads, 0, stream>>>(p);
+  launch(elementwise_kernel, dim3(grid_for(p.n)), dim3(kThreads), 0, stream, p);
 }
 
 }  // namespace kernels

@@ -57,8 +57,15 @@ void launch_mean(const void* in, DType it, const Shape& in_shape, uint32_t reduc
                  cudaStream_t stream);
 
 // out[r, :] = x[r, :] * rsqrt(mean(x[r, :]^2) + eps) * weight (weight may be null).
+// With `delta` (ADD_RMS_NORM): sum[r, :] = x[r, :] + delta[r, :] is written in st, and the row
+// normalized is that sum as written.
+struct NormResidual {
+  const void* delta = nullptr; DType dt = DType::FLOAT32;
+  void* sum = nullptr; DType st = DType::FLOAT32;
+};
+constexpr int64_t kNormResidualMaxD = 8192;  // rows longer than this: ADD then RMS_NORM (two kernels)
 void launch_rms_norm(const void* x, DType xt, const void* w, DType wt, void* out, DType ot, int64_t rows,
-                     int64_t d, double eps, cudaStream_t stream);
+                     int64_t d, double eps, cudaStream_t stream, NormResidual res = {});
 
 // Softmax along a dim of length `size`, the tensor viewed as [outer, size, inner].
 void launch_softmax(const void* in, DType it, void* out, DType ot, int64_t outer, int64_t size, int64_t inner,
@@ -121,13 +128,18 @@ struct KvAttentionParams {
   bool interleaved = false;
   float* scratch = nullptr;            // kv_attention_scratch_floats() floats
   int* counters = nullptr;             // kv_attention_counters() ints, zero between launches
+  // This step's rows, appended to the caches first (k RoPE'd when cos != null): row t, KV head h
+  // at k_new[t * kv_row + h * D] (likewise v_new). A single-row step on the fast path appends in
+  // the attention kernel itself (the block reading that cache row writes it); otherwise
+  // launch_kv_append runs first.
+  const void* k_new = nullptr; const void* v_new = nullptr; int64_t kv_row = 0;
 };
 constexpr int64_t kSplitMaxRows = 4;
 bool kv_attention_fast(DType dtype, int64_t H, int64_t Hkv, int64_t D);
 int64_t kv_attention_splits(int64_t max_seq_len);
 int64_t kv_attention_scratch_floats(int64_t H, int64_t Hkv, int64_t D, int64_t max_seq_len);
 int64_t kv_attention_counters(int64_t Hkv);
-void launch_kv_attention(const KvAttentionParams& p, int* err, cudaStream_t stream);
+void launch_kv_attention(KvAttentionParams p, int* err, cudaStream_t stream);
 
 // cache[start_pos + t, h, :] = k[t * k_row + h * D + :] (RoPE'd first when cos != null, rounded to
 // the cache dtype) and likewise v (never rotated); caches [max_seq_len, Hkv, D]. Flags

@@ -8,6 +8,8 @@ namespace {
 
 __global__ void embedding_kernel(const void* table, DType tt, const void* ids, DType idt, void* out, int64_t n_ids,
                                  int64_t vocab, int64_t d, int* err) {
+  pdl_wait();  // before any global access (shims/pdl.cuh)
+  pdl_trigger();
   const int64_t n = n_ids * d;
   const int es = elem_size(tt);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -30,6 +32,8 @@ __global__ void embedding_kernel(const void* table, DType tt, const void* ids, D
 __global__ void rope_kernel(const void* x, DType xt, const float* cos, const float* sin, const int64_t* start_pos,
                             void* out, int64_t B, int64_t T, int64_t H, int64_t D, int64_t P, bool interleaved,
                             int* err) {
+  pdl_wait();  // before any global access (shims/pdl.cuh)
+  pdl_trigger();
   const int64_t half = D / 2;
   const int64_t n = B * T * H * half;
   const int64_t sp = *start_pos;
@@ -71,7 +75,7 @@ void launch_embedding(const void* table, DType tt, const void* ids, DType idt, v
                       int64_t vocab, int64_t d, int* err, cudaStream_t stream) {
   const int64_t n = n_ids * d;
   if (n == 0) return;
-  embedding_kernel<<<grid_for(n), kThreads, 0, stream>>>(table, tt, ids, idt, out, n_ids, vocab, d, err);
+  launch(embedding_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream, table, tt, ids, idt, out, n_ids, vocab, d, err);
 }
 
 void launch_rope(const void* x, DType xt, const float* cos, const float* sin, const int64_t* start_pos, void* out,
@@ -79,7 +83,7 @@ void launch_rope(const void* x, DType xt, const float* cos, const float* sin, co
                  cudaStream_t stream) {
   const int64_t n = B * T * H * (D / 2);
   if (n == 0) return;
-  rope_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, xt, cos, sin, start_pos, out, B, T, H, D, P, interleaved,
+  launch(rope_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream, x, xt, cos, sin, start_pos, out, B, T, H, D, P, interleaved,
                                                     err);
 }
 

@@ -17,6 +17,8 @@ struct MeanParams {
 };
 
 __global__ void mean_kernel(MeanParams p) {
+  pdl_wait();  // before any global access (shims/pdl.cuh)
+  pdl_trigger();
   const int lane = threadIdx.x & 31;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
   for (int64_t o = blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5); o < p.n_out;
@@ -42,17 +44,50 @@ __global__ void mean_kernel(MeanParams p) {
   }
 }
 
+// Rows of up to kNormCached * blockDim elements keep x and the weight in registers: both are read
+// in the same first pass (one global-latency round instead of three), then scaled and written.
+constexpr int kNormCached = 8;
+
 __global__ void rms_norm_kernel(const void* x, DType xt, const void* w, DType wt, void* out, DType ot, int64_t d,
-                                float eps) {
+                                float eps, NormResidual res) {
+  pdl_wait();  // before any global access (shims/pdl.cuh)
+  pdl_trigger();
   __shared__ float smem[32];
   const int64_t row = blockIdx.x;
+  // x, or x + delta written to res.sum and read back as written (ADD_RMS_NORM).
+  auto input = [&](int64_t i) {
+    if (!res.delta) return load_f(x, i, xt);
+    const float v = load_f(x, i, xt) + load_f(res.delta, i, res.dt);
+    store_f(res.sum, i, res.st, v);
+    return round_to(v, res.st);
+  };
+  const bool cached = d <= kNormCached * static_cast<int64_t>(blockDim.x) || res.delta;
+  float xv[kNormCached], wv[kNormCached];  // ADD_RMS_NORM rows always fit (checked by the launcher)
   float ss = 0.f;
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-    const float v = load_f(x, row * d + i, xt);
-    ss += v * v;
+  if (cached) {
+#pragma unroll
+    for (int r = 0; r < kNormCached; ++r) {
+      const int64_t i = threadIdx.x + static_cast<int64_t>(r) * blockDim.x;
+      xv[r] = i < d ? input(row * d + i) : 0.f;
+      wv[r] = (i < d && w) ? load_f(w, i, wt) : 1.f;
+      ss += xv[r] * xv[r];
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+      const float v = load_f(x, row * d + i, xt);
+      ss += v * v;
+    }
   }
   ss = block_sum(ss, smem);
   const float inv = rsqrtf(ss / static_cast<float>(d) + eps);
+  if (cached) {
+#pragma unroll
+    for (int r = 0; r < kNormCached; ++r) {
+      const int64_t i = threadIdx.x + static_cast<int64_t>(r) * blockDim.x;
+      if (i < d) store_f(out, row * d + i, ot, xv[r] * inv * wv[r]);
+    }
+    return;
+  }
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
     float v = load_f(x, row * d + i, xt) * inv;
     if (w) v *= load_f(w, i, wt);
@@ -62,6 +97,8 @@ __global__ void rms_norm_kernel(const void* x, DType xt, const void* w, DType wt
 
 __global__ void softmax_kernel(const void* in, DType it, void* out, DType ot, int64_t outer, int64_t size,
                                int64_t inner) {
+  pdl_wait();  // before any global access (shims/pdl.cuh)
+  pdl_trigger();
   const int lane = threadIdx.x & 31;
   const int64_t rows = outer * inner;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
@@ -97,22 +134,24 @@ void launch_mean(const void* in, DType it, const Shape& in_shape, uint32_t reduc
   }
   if (p.n_out == 0) return;
   const int warps_per_block = kThreads / 32;
-  mean_kernel<<<grid_for(p.n_out, warps_per_block), kThreads, 0, stream>>>(p);
+  launch(mean_kernel, dim3(grid_for(p.n_out, warps_per_block)), dim3(kThreads), 0, stream, p);
 }
 
 void launch_rms_norm(const void* x, DType xt, const void* w, DType wt, void* out, DType ot, int64_t rows,
-                     int64_t d, double eps, cudaStream_t stream) {
+                     int64_t d, double eps, cudaStream_t stream, NormResidual res) {
   if (rows == 0) return;
   // One block per row; rows beyond the grid limit do not occur (rows <= 2^31 - 1 checked by caller).
-  rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, xt, w, wt, out, ot, d,
-                                                                       static_cast<float>(eps));
+  // With delta the row must stay in registers (d <= kNormResidualMaxD = kNormCached * 1024).
+  const int threads = res.delta && d > kNormCached * kThreads ? 1024 : kThreads;
+  launch(rms_norm_kernel, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, stream, x, xt, w, wt, out, ot, d,
+         static_cast<float>(eps), res);
 }
 
 void launch_softmax(const void* in, DType it, void* out, DType ot, int64_t outer, int64_t size, int64_t inner,
                     cudaStream_t stream) {
   const int64_t rows = outer * inner;
   if (rows == 0) return;
-  softmax_kernel<<<grid_for(rows, kThreads / 32), kThreads, 0, stream>>>(in, it, out, ot, outer, size, inner);
+  launch(softmax_kernel, dim3(grid_for(rows, kThreads / 32)), dim3(kThreads), 0, stream, in, it, out, ot, outer, size, inner);
 }
 
 }  // namespace kernels

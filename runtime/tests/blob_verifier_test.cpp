@@ -46,6 +46,36 @@ void test_valid() {
   CHECK(o.graph.symbols.size() == 1 && o.graph.symbols[0].max_value == 16);
 }
 
+void test_add_rms_norm_two_outputs() {
+  // sample: x -> mm (4) -> silu (5). Append sum = x2 + x2 and its norm: ADD_RMS_NORM(5, 5, -1) ->
+  // (6, 7). Two outputs decode; one output, or an output that is already defined, is refused.
+  Graph g = sample_graph();
+  g.values.push_back(g.values[5]);
+  g.values.back().name = "sum";
+  g.values.push_back(g.values[5]);
+  g.values.back().name = "normed";
+  Op op;
+  op.code = OpCode::ADD_RMS_NORM;
+  op.inputs = {5, 5, -1};
+  op.output = 6;
+  op.output2 = 7;
+  op.arg_type = OpArg::NormArg;
+  op.arg.eps = 1e-5;
+  op.name = "add_norm";
+  g.ops.push_back(op);
+  g.outputs = {6, 7};
+  Outcome o = verify(g);
+  CHECK(o.error == Error::Ok);
+  CHECK(o.graph.ops.size() == 3 && o.graph.ops[2].output == 6 && o.graph.ops[2].output2 == 7);
+  g.ops[2].output2 = UINT32_MAX;  // serialized with one output
+  g.outputs = {6};
+  o = verify(g);
+  CHECK(o.error != Error::Ok && has(o.message, "exactly 2 output") && one_line(o.message));
+  g.ops[2].output2 = 5;  // silu's output, written twice
+  o = verify(g);
+  CHECK(o.error != Error::Ok && has(o.message, "another op's output"));
+}
+
 void test_truncated() {
   const std::vector<uint8_t> blob = build_blob(sample_graph());
   for (size_t n = 0; n < blob.size(); ++n) {
@@ -187,6 +217,7 @@ void test_random_corruption() {
 
 int main() {
   test_valid();
+  test_add_rms_norm_two_outputs();
   test_truncated();
   test_wrong_identifier();
   test_wrong_version();

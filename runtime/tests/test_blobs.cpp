@@ -94,6 +94,7 @@ std::vector<uint8_t> build_blob(const Graph& g, const char* identifier) {
       default: break;
     }
     std::vector<uint32_t> outs = {op.output};
+    if (op.output2 != UINT32_MAX) outs.push_back(op.output2);
     ops.push_back(fb::CreateOpDirect(b, op.code, &op.inputs, &outs, op.arg_type, arg, op.name.c_str()));
   }
   std::vector<flatbuffers::Offset<fb::Int4Weight>> weights;

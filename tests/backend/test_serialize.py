@@ -1,4 +1,5 @@
-"""backend/serialize.py: casts folded into their neighbours give the same numbers with fewer ops."""
+"""backend/serialize.py: casts folded into their neighbours, and a residual add fused with the norm
+of its result, give the same numbers with fewer ops."""
 import torch
 import torch.nn as nn
 
@@ -31,7 +32,7 @@ def _blob(files):
     return decode_blob(d.blob, "res")
 
 
-def test_casts_fold_into_norm_linear_and_residual(tmp_path, seed):
+def test_casts_fold_and_residual_add_fuses_with_its_norm(tmp_path, seed):
     m = ResidualBlock()
     with torch.no_grad():
         m.norm.weight.uniform_(0.5, 1.5)
@@ -44,12 +45,16 @@ def test_casts_fold_into_norm_linear_and_residual(tmp_path, seed):
     # Three narrowing casts (2 norms + the head input) stay only where no producer can absorb them:
     # the head's input comes from an ADD/MUL (f32), so exactly that one COPY remains.
     assert codes.count(OpCode.COPY) == 1, codes
-    norms = [op for op in g.ops if op.code == OpCode.RMS_NORM]
-    assert len(norms) == 2 and all(g.values[op.outputs[0]].dtype == DType.BFLOAT16 for op in norms)
-    for op in g.ops:
-        if op.code in (OpCode.ADD, OpCode.MUL):  # the residual ops read the int4 linear's bf16 output
-            assert sorted(g.values[i].dtype for i in op.inputs) == sorted([DType.FLOAT32, DType.BFLOAT16])
-            assert g.values[op.outputs[0]].dtype == DType.FLOAT32
+    (norm,) = [op for op in g.ops if op.code == OpCode.RMS_NORM]  # the first norm reads x itself
+    assert g.values[norm.outputs[0]].dtype == DType.BFLOAT16
+    # The residual add and the norm of its result: one ADD_RMS_NORM with both values as outputs.
+    (add_norm,) = [op for op in g.ops if op.code == OpCode.ADD_RMS_NORM]
+    assert [g.values[o].dtype for o in add_norm.outputs] == [DType.FLOAT32, DType.BFLOAT16]
+    assert OpCode.ADD not in codes
+    for op in (add_norm, *[op for op in g.ops if op.code == OpCode.MUL]):
+        # the residual ops read the int4 linear's bf16 output directly
+        assert sorted(g.values[i].dtype for i in op.inputs[:2]) == sorted([DType.FLOAT32, DType.BFLOAT16])
+        assert g.values[op.outputs[0]].dtype == DType.FLOAT32
     (lin,) = [op for op in g.ops if op.code == OpCode.LINEAR]
     assert g.values[lin.outputs[0]].dtype == DType.FLOAT32
 

@@ -30,7 +30,8 @@ def test_default_export_writes_the_three_files(smol):
 
 def test_decode_step_is_fused(smol):
     """The decoder exports with its fused projections and ops: per layer one q|k|v and one gate|up
-    int4 matvec, QKV_ATTENTION and SWIGLU, casts folded away (what keeps a decode step short)."""
+    int4 matvec, QKV_ATTENTION and SWIGLU, residual adds fused with the next norm, casts folded away
+    (what keeps a decode step short)."""
     from int4_cuda.blob import decode_blob
     from int4_cuda.pte_file import ProgramFile
     from int4_cuda.schema import OP_NAMES
@@ -44,6 +45,8 @@ def test_decode_step_is_fused(smol):
     assert counts["QKV_ATTENTION"] == layers and counts["SWIGLU"] == layers, counts
     assert counts["INT4_PLAIN_MM"] == 4 * layers, counts  # qkv, wo, gate|up, down
     assert not {"ROPE", "KV_ATTENTION", "SILU", "MUL"} & set(counts), counts
+    # every residual add but the last one (whose sum only feeds the final norm) fuses with a norm
+    assert counts["ADD_RMS_NORM"] == 2 * layers - 1 and counts.get("ADD", 0) == 1, counts
     assert counts.get("COPY", 0) <= 2, counts  # only the final norm's input/output casts may remain
     names = {w.name for w in g.int4Weights}
     assert "layers.0.attention.wqkv" in names and "layers.0.feed_forward.w13" in names

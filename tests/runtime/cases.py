@@ -121,7 +121,8 @@ def _rope_tables(head_dim, positions):
 class FusedLlmOps(nn.Module):
     """The fused decode ops: qkv_attention on the split-key fast path (D = 64 with 4 query heads per
     KV head, interleaved; D = 128 without grouping, half-split) and on the generic path (D = 32),
-    kv_attention on the fast path (no RoPE), swiglu, and a bf16 LINEAR head at M = 1 (the matvec)."""
+    kv_attention on the fast path (no RoPE), swiglu, a bf16 LINEAR head at M = 1 (the matvec), and
+    residual add + RMSNorm pairs (ADD_RMS_NORM, with a short and a > 8192-wide row)."""
 
     LAYERS = ((8, 2, 64, True), (6, 6, 128, False), (4, 1, 32, True))
 
@@ -134,6 +135,11 @@ class FusedLlmOps(nn.Module):
             self.register_buffer(f"cos{d}", cos, persistent=False)
             self.register_buffer(f"sin{d}", sin, persistent=False)
         self.gu = nn.Linear(dim, 2 * 96, bias=False)
+        self.norm_a = nn.RMSNorm(dim, eps=1e-5)            # ADD_RMS_NORM (row in registers)
+        self.norm_b = nn.RMSNorm(65 * dim - 64, eps=1e-6)  # ADD_RMS_NORM with D > 8192 (ADD + RMS_NORM)
+        with torch.no_grad():
+            self.norm_a.weight.uniform_(0.5, 1.5)
+            self.norm_b.weight.uniform_(0.5, 1.5)
         self.head_w = nn.Parameter(torch.randn(vocab, dim).to(bf16) * 0.1, requires_grad=False)
         self.head_b = nn.Parameter(torch.randn(vocab).to(bf16), requires_grad=False)
 
@@ -148,6 +154,10 @@ class FusedLlmOps(nn.Module):
         outs.append(torch.ops.int4_cuda.kv_attention(q, k, v, start_pos, 3, self.max_seq).reshape(*x.shape[:2], -1))
         outs.append(torch.ops.int4_cuda.swiglu(self.gu(x)))
         outs.append(F.linear(x[:, -1], self.head_w, self.head_b).float())
+        h = x.float() + outs[0][..., :128].float()         # f32 residual + a bf16 delta
+        wide = torch.cat([x] * 65, dim=-1)[..., : 65 * 128 - 64].float()
+        hw = wide * 0.5 + wide
+        outs += [h, self.norm_a(h).to(bf16), hw, self.norm_b(hw).to(bf16)]
         return tuple(outs)
 
 

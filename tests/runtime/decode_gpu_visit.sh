@@ -8,6 +8,7 @@
 #   2. bash tests/runtime/decode_gpu_visit.sh export  carry .smol/part2 .whl .gpu-host
 #   3. bash tests/runtime/decode_gpu_visit.sh         carry .gpu-host build-rt
 #   4. bash tests/runtime/decode_gpu_visit.sh sanitize carry .gpu-host build-rt
+#   bash tests/runtime/decode_gpu_visit.sh bench      carry .gpu-host build-rt: decode speed, PDL on/off
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 case "${1:-}" in
@@ -46,12 +47,6 @@ fi
 export INT4_CUDA_RUNNER_BUILD=$PWD/build-rt/runner
 export LD_LIBRARY_PATH=$PWD/build-rt/runner:/tmp/site/executorch/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)
-ls /usr/lib/x86_64-linux-gnu/libcrypto.so.3 >/dev/null 2>&1 && echo "libcrypto.so.3: present" || echo "libcrypto.so.3: MISSING"
-timeout 300 python3 -P -m pytest -q -rA -s -p no:cacheprovider tests/runtime >"$out/pytest.log" 2>&1; py_rc=$?
-grep -E "worst SQNR|smollm2:|CUDA answer|FAILED|ERROR|passed|failed" "$out/pytest.log" | tail -30
-R="build-rt/runner/int4_cuda_runner --model_path /tmp/smol/smollm2.pte --tokenizer_path /tmp/smol/tokenizer.json"
-timeout 60 $R --prompt "What is the capital of France?" --chat --max_new_tokens 64 >"$out/paris.txt" 2>"$out/paris.err"; p_rc=$?
-cat "$out/paris.txt"
 python3 - >/tmp/prompt_short.txt <<'PY'
 s = ("The river runs through the old town, past the market square where farmers sell apples, bread and cheese "
      "every Saturday morning. In 1889 the engineers built a bridge of iron and stone; it still carries trains to "
@@ -59,6 +54,27 @@ s = ("The river runs through the old town, past the market square where farmers 
 print(s * 2 + "Write a short story about the bridge.")
 PY
 python3 -c "print(open('/tmp/prompt_short.txt').read().strip() * 3)" >/tmp/prompt_long.txt
+R="build-rt/runner/int4_cuda_runner --model_path /tmp/smol/smollm2.pte --tokenizer_path /tmp/smol/tokenizer.json"
+speed() { grep -E "Prompt Tokens|Generated [0-9]+ tokens|Prompt evaluation" "$1" | tail -3 | tr -s ' \t' ' ' | tr '\n' ' '; }
+if [ "${1:-}" = bench ]; then
+  for pdl in 1 0; do
+    INT4_CUDA_PDL=$pdl timeout 90 $R --prompt_file /tmp/prompt_short.txt --max_new_tokens 256 --ignore_eos --warmup \
+      --num_iters 3 --cuda_graph 1 >"$out/bench_pdl$pdl.txt" 2>"$out/bench_pdl$pdl.err"; echo "PDL=$pdl rc=$?"
+  done
+  timeout 200 python3 -P -m pytest -q -s -p no:cacheprovider tests/runtime/test_runtime_gpu.py \
+    tests/runtime/test_smollm2_gpu.py >"$out/pytest_gpu.log" 2>&1; py_rc=$?
+  grep -E "worst|smollm2:|FAILED|passed|failed" "$out/pytest_gpu.log" | tail -16
+  bash benchmarks/profile_decode_step.sh | tail -40
+  echo "| run | result |"; echo "|---|---|"; echo "| GPU | $gpu |"
+  echo "| GPU op + SmolLM2 tests (PDL on) | rc=$py_rc, $(grep -E '[0-9]+ (passed|failed)' "$out/pytest_gpu.log" | tail -1) |"
+  for pdl in 1 0; do echo "| SmolLM2 runner, PDL=$pdl | $(speed "$out/bench_pdl$pdl.err") |"; done
+  exit
+fi
+ls /usr/lib/x86_64-linux-gnu/libcrypto.so.3 >/dev/null 2>&1 && echo "libcrypto.so.3: present" || echo "libcrypto.so.3: MISSING"
+timeout 300 python3 -P -m pytest -q -rA -s -p no:cacheprovider tests/runtime >"$out/pytest.log" 2>&1; py_rc=$?
+grep -E "worst SQNR|smollm2:|CUDA answer|FAILED|ERROR|passed|failed" "$out/pytest.log" | tail -30
+timeout 60 $R --prompt "What is the capital of France?" --chat --max_new_tokens 64 >"$out/paris.txt" 2>"$out/paris.err"; p_rc=$?
+cat "$out/paris.txt"
 for p in short long; do
   timeout 90 $R --prompt_file /tmp/prompt_$p.txt --max_new_tokens 256 --ignore_eos --warmup --num_iters 3 \
     --cuda_graph 1 >"$out/bench_$p.txt" 2>"$out/bench_$p.err"; echo "bench $p rc=$?"
@@ -75,8 +91,6 @@ PY
 timeout 60 build-rt/runner/int4_cuda_runner --model_path /tmp/flip.pte --data_path /tmp/flip.ptd \
   --tokenizer_path /tmp/smol/tokenizer.json --prompt hi --max_new_tokens 4 >"$out/flip.txt" 2>"$out/flip.err"; f_rc=$?
 tail -3 "$out/flip.err"
-rate() { grep PyTorchObserver "$1" | tail -1 | sed 's/^PyTorchObserver //' | python3 -c \
-  "import json,sys; j=json.load(sys.stdin); print(f\"prompt {j['prompt_tokens']} tok: prefill {j['prefill_tokens_per_s']:.0f} tok/s, decode {j['decode_tokens_per_s']:.1f} tok/s ({j['decode_steps']} steps), ttft {j['time_to_first_token_ms']} ms, replays {j['cuda_graph_replays']}\")"; }
 echo
 echo "| check | result |"
 echo "|---|---|"
@@ -85,5 +99,5 @@ echo "| pytest tests/runtime | rc=$py_rc, $(grep -E '[0-9]+ (passed|failed)' "$o
 echo "| runner Paris | rc=$p_rc, $(tr '\n' ' ' < "$out/paris.txt" | cut -c1-80) |"
 echo "| runner pytest | rc=$rp_rc, $(grep -E '[0-9]+ (passed|failed)' "$out/runner_pytest.log" | tail -1) |"
 echo "| flipped .ptd byte (runner) | rc=$f_rc, $(grep -i -m1 'hash\|damaged' "$out/flip.err" | cut -c1-100) |"
-echo "| bench short (256 new) | $(rate "$out/bench_short.err") |"
-echo "| bench long (256 new) | $(rate "$out/bench_long.err") |"
+echo "| bench short (256 new) | $(speed "$out/bench_short.err") |"
+echo "| bench long (256 new) | $(speed "$out/bench_long.err") |"

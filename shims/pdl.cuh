@@ -1,0 +1,71 @@
+// Programmatic dependent launch (PDL, sm_90+), shared by the shims and the runtime's kernels.
+//
+// launch() starts a kernel with cudaLaunchAttributeProgrammaticStreamSerialization, so the GPU may
+// launch it while the previous kernel in the stream is still finishing (also inside a CUDA graph,
+// where capture turns it into a programmatic edge). That hides most of the per-kernel launch gap
+// of a decode step, which is hundreds of small kernels.
+//
+// Invariant that makes it safe: every kernel started by launch() calls pdl_wait() before it
+// touches global memory. griddepcontrol.wait returns once the previous grid has completed and its
+// writes are visible, so reads see the producer's results and writes cannot race a consumer still
+// reading a reused buffer. pdl_trigger() right after lets the next kernel launch early (its blocks
+// park in their own pdl_wait()). On GPUs below sm_90, or with INT4_CUDA_PDL=0 in the environment
+// (for A/B timing), launch() is a plain launch and both device calls are no-ops.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+namespace int4_cuda {
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Whether the current device takes PDL launches (cached per device; 16 devices at most).
+inline bool pdl_enabled() {
+  static std::atomic<int> cache[16];  // 0 unknown, 1 off, 2 on
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) return false;
+  int c = cache[dev].load(std::memory_order_relaxed);
+  if (c == 0) {
+    int major = 0;
+    const char* env = std::getenv("INT4_CUDA_PDL");
+    const bool off = env && std::strcmp(env, "0") == 0;
+    c = (!off && cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+         major >= 9) ? 2 : 1;
+    cache[dev].store(c, std::memory_order_relaxed);
+  }
+  return c == 2;
+}
+
+template <typename... Params, typename... Args>
+inline cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                          Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  if (pdl_enabled()) {
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+  }
+  return cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
+}
+
+}  // namespace int4_cuda
