@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Per-kernel GPU time of one SmolLM2 prefill + decode step through the CUDA runtime (eager launches,
-# so each kernel is timed alone by Nsight Compute; launch gaps are not included). Run on the GPU
-# host after tests/runtime/decode_gpu_visit.sh export (needs /tmp/smol and build-rt/):
-#   bash benchmarks/profile_decode_step.sh        prints the decode step's kernels, grouped, last
+# Per-kernel GPU time of one decode step through the CUDA runtime (eager launches, so Nsight Compute
+# times each kernel alone; launch gaps are not included, caches are flushed between kernels).
+#   bash benchmarks/profile_decode_step.sh [MODEL.pte [PROMPT_TOKENS]]   (default: /tmp/smol/smollm2.pte)
+# Needs build-rt/ and the wheels installed (tests/gpu_host_env.sh). Prints the decode step's kernels,
+# grouped, last.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 . tests/gpu_host_env.sh "$out" || exit 1
 export INT4_CUDA_RUNTIME_LIB=$PWD/build-rt/runtime/libint4_cuda_runtime.so
+model=${1:-/tmp/smol/smollm2.pte}; prompt=${2:-37}
 timeout 400 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
-  python3 -P tests/runtime/smollm2_memcheck.py /tmp/smol >"$out/ncu.csv" 2>"$out/ncu.err"; echo "ncu rc=$?"
+  python3 -P benchmarks/decode_step.py "$model" --prompt "$prompt" >"$out/ncu.csv" 2>"$out/ncu.err"; echo "ncu rc=$?"
 python3 - "$out/ncu.csv" <<'PY'
 import csv, sys, collections, re
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]

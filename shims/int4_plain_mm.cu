@@ -134,8 +134,9 @@ __global__ void __launch_bounds__(256, MINB)
     int4_mm_decode_kernel(const uint16_t* __restrict__ x, const uint8_t* __restrict__ q,
                           const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
                           uint16_t* __restrict__ out, int M, int N, int K, int gs_shift) {
-  int4_cuda::pdl_wait();  // before any global access (shims/pdl.cuh)
-  int4_cuda::pdl_trigger();
+  // Before any global access (shims/pdl.cuh). No early pdl_trigger(): the next kernel's blocks
+  // would park on SM slots this weight stream uses (measured slower on the llama3 presets).
+  int4_cuda::pdl_wait();
   const int WK = blockDim.x >> 5;
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
@@ -325,8 +326,9 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
                            const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
                            uint16_t* __restrict__ out, int M, int N, int K, int gs_shift) {
   static_assert(S >= 3, "pipeline needs >= 3 stages");
-  int4_cuda::pdl_wait();  // before any global access (shims/pdl.cuh)
-  int4_cuda::pdl_trigger();
+  // Before any global access (shims/pdl.cuh). No early pdl_trigger(): the next kernel's blocks
+  // would park on SM slots this weight stream uses (measured slower on the llama3 presets).
+  int4_cuda::pdl_wait();
   extern __shared__ __align__(128) uint8_t smem_raw[];
   PrefillSmem<S>& sm = *reinterpret_cast<PrefillSmem<S>*>(smem_raw);
 

@@ -9,7 +9,8 @@
 // touches global memory. griddepcontrol.wait returns once the previous grid has completed and its
 // writes are visible, so reads see the producer's results and writes cannot race a consumer still
 // reading a reused buffer. pdl_trigger() right after lets the next kernel launch early (its blocks
-// park in their own pdl_wait()). On GPUs below sm_90, or with INT4_CUDA_PDL=0 in the environment
+// park in their own pdl_wait()); kernels that fill every SM streaming weights (int4_plain_mm) skip
+// it, so parked blocks do not take their slots, and their dependents launch at their exit. On GPUs below sm_90, or with INT4_CUDA_PDL=0 in the environment
 // (for A/B timing), launch() is a plain launch and both device calls are no-ops.
 #pragma once
 

@@ -5,11 +5,13 @@
 //
 // kv_attention_fast_kernel (bf16, D in {64, 128}, H / Hkv <= 8): one block per (query row, KV
 // head, key range). The G = H / Hkv query heads sharing a KV head are done together, so each K/V
-// row is read once for all of them. Warp w takes keys w*32 + lane of each 128-key step: the lane
-// holds one key's scores (a K row read as 16-byte vectors against q in shared memory), the warp
-// keeps a running max/sum per head and accumulates P*V with each lane owning D/32 output columns
-// (V rows read coalesced). Decode (T <= kSplitMaxRows) also splits the keys over blocks: the last
-// block of a (row, KV head) to finish merges the partial (max, sum, acc) of the others.
+// row is read once for all of them. Warp w takes keys w*32 + lane of each WARPS*32-key step: the
+// lane holds one key's scores (a K row read as 16-byte vectors against q in shared memory), the
+// warp keeps a running max/sum per head and accumulates P*V with each lane owning D/32 output
+// columns (V rows read coalesced, kVRegs values in flight). Decode (T <= kSplitMaxRows) splits the
+// keys into 64-key ranges over 2-warp blocks (many short blocks instead of a few long ones); the
+// last block of a (row, KV head) to finish merges the partial (max, sum, acc) of the others.
+// Longer steps run one 4-warp block per (row, KV head) over all its keys.
 #include "common.cuh"
 
 namespace int4_cuda {
@@ -17,9 +19,8 @@ namespace kernels {
 namespace {
 
 constexpr int kAttnThreads = 128;
-constexpr int kFastWarps = kAttnThreads / 32;
 constexpr int kMaxGroup = 8;          // query heads per KV head in the fast kernel
-constexpr int64_t kKeysPerSplit = 128;
+constexpr int64_t kKeysPerSplit = 64;  // decode: 2 warps score a split's keys in one step
 constexpr int kVRegs = 64;            // V values in flight per lane: 32 rows at D = 64, 16 at D = 128
 constexpr int64_t kMaxSplits = 64;
 
@@ -113,17 +114,21 @@ __global__ void attention_kernel(AttentionParams p) {
   for (int64_t e = threadIdx.x; e < p.Ev; e += blockDim.x) store_f(p.out, oo + e, p.out_dtype, acc[e] / lsum);
 }
 
-template <int D>
-__global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAttentionParams p, int64_t keys_per_split,
-                                                                         int* err) {
+// D: head dim; GMAX >= G = H / Hkv (register arrays are sized by it); WARPS per block.
+template <int D, int GMAX, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32) kv_attention_fast_kernel(KvAttentionParams p, int64_t keys_per_split,
+                                                                       int* err) {
   pdl_wait();  // before any global access (shims/pdl.cuh)
   pdl_trigger();
+  constexpr int kGroup = GMAX;
+  constexpr int kFastWarps = WARPS;
+  constexpr int kStep = WARPS * 32;  // keys a block scores per step (one per lane)
   constexpr int E = D / 32;  // output columns per lane
   constexpr int KV = D / 8;  // 16-byte vectors per K row
   constexpr int kVBatch = kVRegs / E;
-  __shared__ float qs[kMaxGroup][D];
-  __shared__ float wm[kFastWarps][kMaxGroup], wl[kFastWarps][kMaxGroup];
-  __shared__ float wacc[kFastWarps][kMaxGroup][D];
+  __shared__ float qs[kGroup][D];
+  __shared__ float wm[kFastWarps][kGroup], wl[kFastWarps][kGroup];
+  __shared__ float wacc[kFastWarps][kGroup][D];
   __shared__ int last_block;
   const int64_t t = blockIdx.x, hk = blockIdx.y, split = blockIdx.z;
   const int G = static_cast<int>(p.H / p.Hkv);
@@ -173,19 +178,19 @@ __global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAtten
   }
   __syncthreads();  // also orders the appended cache row before this block reads it
 
-  float m[kMaxGroup], l[kMaxGroup], acc[kMaxGroup][E];
+  float m[kGroup], l[kGroup], acc[kGroup][E];
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
+  for (int g = 0; g < kGroup; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.f;
 #pragma unroll
     for (int e = 0; e < E; ++e) acc[g][e] = 0.f;
   }
-  for (int64_t j0 = k_begin + warp * 32; j0 < k_end; j0 += kAttnThreads) {
+  for (int64_t j0 = k_begin + warp * 32; j0 < k_end; j0 += kStep) {
     const int64_t j = j0 + lane;
-    float s[kMaxGroup];
+    float s[kGroup];
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) s[g] = 0.f;
+    for (int g = 0; g < kGroup; ++g) s[g] = 0.f;
     if (j < k_end) {
       const uint4* kr = reinterpret_cast<const uint4*>(kc + (j * p.Hkv + hk) * D);
 #pragma unroll
@@ -200,7 +205,7 @@ __global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAtten
           kf[2 * e + 1] = f.y;
         }
 #pragma unroll
-        for (int g = 0; g < kMaxGroup; ++g)
+        for (int g = 0; g < kGroup; ++g)
           if (g < G) {
 #pragma unroll
             for (int e = 0; e < 8; ++e) s[g] += qs[g][c * 8 + e] * kf[e];
@@ -208,7 +213,7 @@ __global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAtten
       }
     }
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
+    for (int g = 0; g < kGroup; ++g) {
       if (g >= G) continue;
       const float sg = j < k_end ? s[g] * p.scale : -INFINITY;
       const float m_new = fmaxf(m[g], warp_max(sg));  // finite: lane 0's key is always valid
@@ -243,7 +248,7 @@ __global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAtten
       for (int u = 0; u < kVBatch; ++u) {
         if (jb + u >= nj) break;
 #pragma unroll
-        for (int g = 0; g < kMaxGroup; ++g) {
+        for (int g = 0; g < kGroup; ++g) {
           if (g >= G) continue;
           const float pj = __shfl_sync(0xffffffffu, s[g], jb + u);
 #pragma unroll
@@ -254,7 +259,7 @@ __global__ void __launch_bounds__(kAttnThreads) kv_attention_fast_kernel(KvAtten
   }
   // This block's warps -> one (max, sum, acc) per head.
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
+  for (int g = 0; g < kGroup; ++g) {
     if (g >= G) continue;
     if (lane == 0) {
       wm[warp][g] = m[g];
@@ -355,6 +360,15 @@ void launch_attention(const AttentionParams& p, cudaStream_t stream) {
   launch(attention_kernel, grid, dim3(kAttnThreads), smem, stream, p);
 }
 
+// The instantiation whose group bound is the smallest >= g (1, 2, 4 or 8 query heads per KV head).
+template <int D, int W>
+void launch_fast(const KvAttentionParams& p, int64_t g, dim3 grid, int64_t per_split, int* err, cudaStream_t stream) {
+  if (g <= 1) launch(kv_attention_fast_kernel<D, 1, W>, grid, dim3(W * 32), 0, stream, p, per_split, err);
+  else if (g <= 2) launch(kv_attention_fast_kernel<D, 2, W>, grid, dim3(W * 32), 0, stream, p, per_split, err);
+  else if (g <= 4) launch(kv_attention_fast_kernel<D, 4, W>, grid, dim3(W * 32), 0, stream, p, per_split, err);
+  else launch(kv_attention_fast_kernel<D, 8, W>, grid, dim3(W * 32), 0, stream, p, per_split, err);
+}
+
 bool kv_attention_fast(DType dtype, int64_t H, int64_t Hkv, int64_t D) {
   return dtype == DType::BFLOAT16 && (D == 64 || D == 128) && Hkv > 0 && H % Hkv == 0 && H / Hkv <= kMaxGroup;
 }
@@ -394,11 +408,16 @@ void launch_kv_attention(KvAttentionParams p, int* err, cudaStream_t stream) {
     return;
   }
   // Per-split keys: kKeysPerSplit, or more when max_seq_len needs over kMaxSplits splits.
+  // Decode: key ranges of kKeysPerSplit over 2-warp blocks (more blocks, shorter serial chains);
+  // longer steps: one 4-warp block per (row, KV head) over all its keys.
   const int64_t splits = p.T <= kSplitMaxRows ? kv_attention_splits(p.max_seq_len) : 1;
   const int64_t per_split = splits == 1 ? p.max_seq_len : (p.max_seq_len + splits - 1) / splits;
   dim3 grid(static_cast<unsigned>(p.T), static_cast<unsigned>(p.Hkv), static_cast<unsigned>(splits));
-  if (p.D == 64) launch(kv_attention_fast_kernel<64>, grid, dim3(kAttnThreads), 0, stream, p, per_split, err);
-  else launch(kv_attention_fast_kernel<128>, grid, dim3(kAttnThreads), 0, stream, p, per_split, err);
+  const int64_t g = p.H / p.Hkv;
+  if (p.D == 64) splits > 1 ? launch_fast<64, 2>(p, g, grid, per_split, err, stream)
+                            : launch_fast<64, 4>(p, g, grid, per_split, err, stream);
+  else splits > 1 ? launch_fast<128, 2>(p, g, grid, per_split, err, stream)
+                  : launch_fast<128, 4>(p, g, grid, per_split, err, stream);
 }
 
 void launch_kv_append(const void* k, int64_t k_row, const void* v, int64_t v_row, void* k_cache, void* v_cache,

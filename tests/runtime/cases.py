@@ -73,6 +73,20 @@ class Linears(nn.Module):
         return h, F.linear(h.float(), self.b.weight.float()[:, :40])
 
 
+class Gemv(nn.Module):
+    """LINEAR at decode sizes (the lm_head matvec): every (M, columns-per-warp) variant, N not a
+    multiple of the columns a block covers, a bias and an f32 output."""
+
+    def __init__(self):
+        super().__init__()
+        for name, (n, k) in {"w1": (1000, 576), "w2": (1003, 2048), "w3": (999, 256)}.items():
+            self.register_parameter(name, nn.Parameter((torch.randn(n, k) * 0.05).to(bf16), requires_grad=False))
+        self.b1 = nn.Parameter(torch.randn(1000).to(bf16), requires_grad=False)
+
+    def forward(self, x1, x2, x3):
+        return F.linear(x1, self.w1, self.b1), F.linear(x2, self.w2).float(), F.linear(x3, self.w3)
+
+
 class Embed(nn.Module):
     def __init__(self, vocab=100, d=48):
         super().__init__()
@@ -207,6 +221,10 @@ def cases() -> List[Callable[[], Case]]:
         x = _r(3, 5, 96)
         return Case("linears", Linears().to(bf16), (x,), [(x,)])
 
+    def gemv():
+        x1, x2, x3 = _r(1, 576), _r(3, 2048), _r(8, 256)
+        return Case("gemv", Gemv(), (x1, x2, x3), [(x1, x2, x3)])
+
     def embed():
         ids = torch.randint(0, 100, (3, 7))
         return Case("embed", Embed().to(bf16), (ids,), [(ids,)], exact=(0,))
@@ -253,7 +271,7 @@ def cases() -> List[Callable[[], Case]]:
         return Case("fused_llm_ops", model, (_r(1, 5, 128), torch.tensor([0], dtype=torch.int64)), steps,
                     dynamic_shapes=({1: seq}, None), quantize=True, embed_weights=False)
 
-    return [elementwise, norms, matmuls, attention, shapes, linears, embed, mlp4, block, llm_ops, fused_llm_ops]
+    return [elementwise, norms, matmuls, attention, shapes, linears, gemv, embed, mlp4, block, llm_ops, fused_llm_ops]
 
 
 def build(make: Callable[[], Case], out_dir: str, seed: int = 0):

@@ -7,7 +7,7 @@
 #   1. bash tests/runtime/decode_gpu_visit.sh part1   carry .smol/part1
 #   2. bash tests/runtime/decode_gpu_visit.sh export  carry .smol/part2 .whl .gpu-host
 #   3. bash tests/runtime/decode_gpu_visit.sh         carry .gpu-host build-rt
-#   4. bash tests/runtime/decode_gpu_visit.sh sanitize carry .gpu-host build-rt
+#   4. bash tests/runtime/decode_gpu_visit.sh sanitize [TOOL...]  carry .gpu-host build-rt
 #   bash tests/runtime/decode_gpu_visit.sh bench      carry .gpu-host build-rt: decode speed, PDL on/off
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -32,10 +32,11 @@ esac
 . tests/gpu_host_env.sh "$out" || exit 1
 export INT4_CUDA_RUNTIME_LIB=$PWD/build-rt/runtime/libint4_cuda_runtime.so INT4_CUDA_SMOLLM2_DIR=/tmp/smol
 if [ "${1:-}" = sanitize ]; then  # every op case and a SmolLM2 prefill + decode, under each tool
-  rm -rf /tmp/mc
-  timeout 90 python3 -P tests/runtime/memcheck_run.py /tmp/mc --export-only >"$out/mc_export.log" 2>&1
+  shift; tools=${*:-memcheck racecheck initcheck}  # one or two per call fit the 10-minute limit
+  [ -f /tmp/mc/cases.pkl ] || timeout 90 python3 -P tests/runtime/memcheck_run.py /tmp/mc --export-only \
+    >"$out/mc_export.log" 2>&1
   echo "| tool | op cases | SmolLM2 prefill + decode |"; echo "|---|---|---|"
-  for tool in memcheck racecheck initcheck; do
+  for tool in $tools; do
     timeout 130 compute-sanitizer --tool $tool --error-exitcode 9 python3 -P tests/runtime/memcheck_run.py /tmp/mc \
       >"$out/${tool}_ops.log" 2>&1; a=$?
     timeout 130 compute-sanitizer --tool $tool --error-exitcode 9 python3 -P tests/runtime/smollm2_memcheck.py /tmp/smol \

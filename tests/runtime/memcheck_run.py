@@ -17,7 +17,7 @@ import torch  # noqa: E402
 import int4_cuda  # noqa: E402
 from cases import build, cases, sqnr_db  # noqa: E402
 
-NAMES = ("elementwise", "norms", "matmuls", "attention", "shapes", "linears", "embed", "mlp4", "block", "llm_ops",
+NAMES = ("elementwise", "norms", "matmuls", "attention", "shapes", "linears", "gemv", "embed", "mlp4", "block", "llm_ops",
          "fused_llm_ops")
 
 
