@@ -195,15 +195,9 @@ __global__ void __launch_bounds__(WARPS * 32) kv_attention_fast_kernel(KvAttenti
       const uint4* kr = reinterpret_cast<const uint4*>(kc + (j * p.Hkv + hk) * D);
 #pragma unroll
       for (int c = 0; c < KV; ++c) {
-        const uint4 u = kr[c];
-        const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&u);
+        const uint4 u = kr[c];  // one 16-byte load
         float kf[8];
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float2 f = __bfloat1622float2(h2[e]);
-          kf[2 * e] = f.x;
-          kf[2 * e + 1] = f.y;
-        }
+        bf16x8_to_f32(u, kf);
 #pragma unroll
         for (int g = 0; g < kGroup; ++g)
           if (g < G) {

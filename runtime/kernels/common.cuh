@@ -64,6 +64,17 @@ __device__ __forceinline__ float round_to(float v, DType t) {
   }
 }
 
+// Eight bf16 packed in one 16-byte vector -> f32 (the weight/K-row loads of the matvec kernels).
+__device__ __forceinline__ void bf16x8_to_f32(const uint4& u, float* out) {
+  const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 f = __bfloat1622float2(h2[e]);
+    out[2 * e] = f.x;
+    out[2 * e + 1] = f.y;
+  }
+}
+
 // Exact path for integers (int64 values beyond 2^24 survive); floats go through double.
 __device__ __forceinline__ double load_d(const void* p, int64_t i, DType t) {
   switch (t) {

@@ -93,14 +93,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32) linear_gemv_kernel(MatmulPara
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           if (n0 + r >= p.n) break;
-          const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&u[r][v]);
           float wf[8];
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float2 f = __bfloat1622float2(h2[e]);
-            wf[2 * e] = f.x;
-            wf[2 * e + 1] = f.y;
-          }
+          bf16x8_to_f32(u[r][v], wf);
 #pragma unroll
           for (int m = 0; m < MM; ++m) {
             if (m >= p.m) break;

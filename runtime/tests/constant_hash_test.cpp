@@ -17,21 +17,14 @@
 
 #include "constant_hash.h"
 #include "last_error.h"
+#include "test_blobs.h"  // CHECK / g_failures
 
 using executorch::runtime::Error;
 using int4_cuda::ConstantBytes;
 
 namespace {
 
-int g_failures = 0;
-
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++g_failures;                                                        \
-    }                                                                      \
-  } while (0)
+using int4_cuda::testing::g_failures;
 
 const std::string kEmpty = "i4cu.e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const std::string kAbc = "i4cu.ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
