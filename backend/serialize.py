@@ -205,9 +205,11 @@ class _GraphWriter:
                     and describe_code(add) == OpCode.ADD):
                 continue
             a, b = describe(add).inputs[:2] if len(describe(add).inputs) == 2 else (None, None)
+            w = describe(node).inputs[1]  # emitted at the add's place: the weight must exist by then
             shape = list(add.meta["val"].shape)
             if (isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)
-                    and list(a.meta["val"].shape) == shape == list(b.meta["val"].shape)):
+                    and list(a.meta["val"].shape) == shape == list(b.meta["val"].shape)
+                    and (w is None or w.op == "placeholder")):
                 pairs[add] = node
         return pairs
 

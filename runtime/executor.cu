@@ -642,6 +642,7 @@ Error Executor::run_op(const Op& op) {
           return bad("q " + shape_text(q) + ", k " + shape_text(k) + ", v " + shape_text(v) + " do not agree");
       }
       if (t > INT32_MAX || h > 65535) return bad("too many rows or heads");
+      if (sh(in[3]).numel() < 1) return bad("start_pos is empty");
       const auto* start_pos = static_cast<const int64_t*>(ptr(in[3]));
       const DType qt = dt(in[0]);
       const int64_t es = static_cast<int64_t>(dtype_size(qt));
