@@ -129,7 +129,9 @@ struct DecodeBatch {
   uint4 xv[XPRE ? U : 1][4];  // XPRE: token tile 0's activations, loaded with the weights
 };
 
-template <int U, int NT, int MINB, bool XPRE>
+// FULLK: K % 128 == 0, so no lane's chunk lies past K and the per-chunk K checks go (~10 % fewer
+// instructions, +2-3 % on the large shapes).
+template <int U, int NT, int MINB, bool XPRE, bool FULLK = false>
 __global__ void __launch_bounds__(256, MINB)
     int4_mm_decode_kernel(const uint16_t* __restrict__ x, const uint8_t* __restrict__ q,
                           const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
@@ -181,7 +183,7 @@ __global__ void __launch_bounds__(256, MINB)
     for (int u = 0; u < U; ++u) {
       const int it = itb + u;
       const int kb = it * 128 + t * 32;
-      if (it < it_end && kb < K) {
+      if (it < it_end && (FULLK || kb < K)) {
         b.w0[u] = ld_stream_u4(q0 + (kb >> 1));
         b.w1[u] = ld_stream_u4(q1 + (kb >> 1));
         const int grp = kb >> gs_shift;
@@ -211,7 +213,7 @@ __global__ void __launch_bounds__(256, MINB)
     for (int u = 0; u < U; ++u) {
       const int it = itb + u;
       const int kb = it * 128 + t * 32;
-      const bool in_k = it < it_end && kb < K;
+      const bool in_k = it < it_end && (FULLK || kb < K);
       const uint32_t s02 = prmt(b.s0[u], b.s0[u], 0x1010), z02 = prmt(b.z0[u], b.z0[u], 0x1010);
       const uint32_t s12 = prmt(b.s1[u], b.s1[u], 0x1010), z12 = prmt(b.z1[u], b.z1[u], 0x1010);
       const uint32_t wa[4] = {b.w0[u].x, b.w0[u].y, b.w0[u].z, b.w0[u].w};
@@ -221,8 +223,10 @@ __global__ void __launch_bounds__(256, MINB)
         uint4 xv[NT];
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
+          // Lanes without a token (g + 8nt >= M) read row 0: their D columns are never stored, and
+          // a load with no zero-select is cheaper. Only reads beyond K must not happen.
           xv[nt] = (XPRE && nt == 0) ? b.xv[XPRE ? u : 0][i]
-                   : (in_k && has_x[nt]) ? ld_nc_u4(xr[nt] + kb + 8 * i) : make_uint4(0, 0, 0, 0);
+                   : in_k ? ld_nc_u4(xr[nt] + kb + 8 * i) : make_uint4(0, 0, 0, 0);
         uint32_t pa[4], pb[4];
         dequant_word(wa[i], s02, z02, pa);
         dequant_word(wb[i], s12, z12, pb);
@@ -539,7 +543,7 @@ constexpr int kMaxDevices = 64;
 
 // Decode launch: WK warps per block (capped at the number of 128-k iterations) splitting K; one
 // block per 16 weight rows, or (persistent) one resident wave of blocks striding over row tiles.
-template <int U, int NT, int MINB, bool XPRE = false>
+template <int U, int NT, int MINB, bool XPRE = false, bool FULLK = false>
 cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persistent) {
   const int tiles = (a.N + 15) / 16;
   const int ki = (a.K + 127) / 128;
@@ -557,7 +561,7 @@ cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persi
       e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
       if (e != cudaSuccess) return e;
       e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &blocks_per_sm, int4_mm_decode_kernel<U, NT, MINB, XPRE>, 256, 0);
+          &blocks_per_sm, int4_mm_decode_kernel<U, NT, MINB, XPRE, FULLK>, 256, 0);
       if (e != cudaSuccess) return e;
       resident = sms * blocks_per_sm;  // resident blocks of 8 warps
       if (dev < kMaxDevices) resident_cache[dev].store(resident, std::memory_order_relaxed);
@@ -565,7 +569,7 @@ cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persi
     const int64_t r = (int64_t)resident * 8 / wk;
     if (r > 0 && r < grid) grid = (int)r;
   }
-  const cudaError_t le = int4_cuda::launch(int4_mm_decode_kernel<U, NT, MINB, XPRE>, dim3(grid), dim3(wk * 32), 0,
+  const cudaError_t le = int4_cuda::launch(int4_mm_decode_kernel<U, NT, MINB, XPRE, FULLK>, dim3(grid), dim3(wk * 32), 0,
                                            stream, a.x, a.q, a.s, a.z, a.out, a.M, a.N, a.K, a.gsh);
   return le != cudaSuccess ? le : cudaGetLastError();
 }
@@ -635,13 +639,21 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
     const int tiles = (a.N + 15) / 16;
     const bool many = tiles > 396 && per_warp >= 2;
     const bool u2 = per_warp >= 8 && (many || tiles <= 264);
+    // K % 128 == 0: the kernel drops its per-chunk K checks.
+    const bool fk = a.K % 128 == 0;
     if (a.M <= 8)
-      return u2 ? launch_decode<2, 1, 2>(a, stream, 8, many)
-                : launch_decode<1, 1, 3>(a, stream, 8, many);
-    return u2 ? launch_decode<2, 2, 2>(a, stream, 8, many)
-              : launch_decode<1, 2, 2>(a, stream, 8, many);
+      return u2 ? (fk ? launch_decode<2, 1, 2, false, true>(a, stream, 8, many)
+                      : launch_decode<2, 1, 2>(a, stream, 8, many))
+                : (fk ? launch_decode<1, 1, 3, false, true>(a, stream, 8, many)
+                      : launch_decode<1, 1, 3>(a, stream, 8, many));
+    return u2 ? (fk ? launch_decode<2, 2, 2, false, true>(a, stream, 8, many)
+                    : launch_decode<2, 2, 2>(a, stream, 8, many))
+              : (fk ? launch_decode<1, 2, 2, false, true>(a, stream, 8, many)
+                    : launch_decode<1, 2, 2>(a, stream, 8, many));
   }
-  if (a.M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M) return launch_decode<1, 4, 2>(a, stream, 8, false);
+  if (a.M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M)
+    return a.K % 128 == 0 ? launch_decode<1, 4, 2, false, true>(a, stream, 8, false)
+                          : launch_decode<1, 4, 2>(a, stream, 8, false);
   return launch_prefill(a, stream);
 }
 

@@ -102,10 +102,28 @@ def test_odd_n_and_unaligned_out(shims_lib, dev, M, N, out_offset):
 
 # Every kernel variant the benchmark may time computes the same function.
 @pytest.mark.parametrize("variant", DECODE_VARIANTS + [8, PREFILL_VARIANT])
-@pytest.mark.parametrize("M", [1, 5, 8, 9, 16, 17, 32])
-@pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (64, 21504, 256), (20000, 576, 64)])
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 8, 9, 16, 17, 32])
+@pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (64, 21504, 256), (20000, 576, 64), (20000, 576, 32)])
 def test_variants(shims_lib, dev, variant, M, N, K, gs):
     check(shims_lib, M, N, K, gs, dev, variant=variant)
+
+
+@pytest.mark.parametrize("M", [1, 8, 32])
+def test_scale_zero_only_2byte_aligned(shims_lib, dev, M):
+    """The contract asks scale/zero for 2-byte alignment only: no kernel may assume wider loads of them."""
+    N, K, gs = 1000, 1536, 32
+    x, qdata, scale, zero = make_inputs(M, N, K, gs, dev, seed=11)
+    s_buf = torch.empty(N * (K // gs) + 1, device=dev, dtype=torch.bfloat16)
+    z_buf = torch.empty_like(s_buf)
+    s_odd, z_odd = s_buf[1:].view(N, K // gs), z_buf[1:].view(N, K // gs)
+    s_odd.copy_(scale)
+    z_odd.copy_(zero)
+    assert s_odd.data_ptr() % 4 == 2 and z_odd.data_ptr() % 4 == 2
+    out = torch.full((M, N), float("nan"), device=dev, dtype=torch.bfloat16)
+    run(shims_lib, x, qdata, s_odd, z_odd, out, M, N, K, gs)
+    ref = reference(x, qdata, scale, zero, gs)
+    rel = (torch.linalg.norm(out.double() - ref) / torch.linalg.norm(ref)).item()
+    assert rel <= 1e-2, rel
 
 
 def test_repeatable(shims_lib, dev):

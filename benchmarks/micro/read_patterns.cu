@@ -1,0 +1,126 @@
+// Read-bandwidth ceiling of the access patterns an int4 matvec can use (no dequant, no MMA):
+// what the memory system gives each pattern before any compute is added. Prints one table.
+// Build: nvcc -O3 -std=c++17 -arch=sm_90 benchmarks/micro/read_patterns.cu -o build-gpu/read_patterns
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <vector>
+#include <algorithm>
+
+#define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e_)); return 1; } } while (0)
+
+__device__ __forceinline__ uint4 ld_na(const void* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+  return r;
+}
+
+__global__ void k_contig(const uint4* p, size_t n16, uint32_t* sink) {
+  uint32_t acc = 0;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n16; i += (size_t)gridDim.x * blockDim.x) {
+    uint4 v = ld_na(p + i);
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x12345678u) sink[0] = acc;
+}
+
+// Matvec-like: warp = 16 rows; lane (g, t) reads CH bytes (CH/16 loads) of rows g and g+8 per iteration,
+// 4 lanes cover 4*CH contiguous bytes of a row per iteration. WK warps of a block split the row.
+// Loads for U iterations are issued before any is consumed (register batch), double buffered.
+template <int CH, int U>
+__global__ void __launch_bounds__(256) k_tile(const uint8_t* q, int N, int RB, uint32_t* sink, int persistent_stride) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, WK = blockDim.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int per_it = 4 * CH;
+  const int KI = RB / per_it;
+  const int per_warp = (KI + WK - 1) / WK;
+  const int ib = warp * per_warp, ie = min(KI, ib + per_warp);
+  const int tiles = N / 16;
+  uint32_t acc = 0;
+  constexpr int L = CH / 16;
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const uint8_t* r0 = q + (size_t)(tile * 16 + g) * RB + t * CH;
+    const uint8_t* r1 = r0 + (size_t)8 * RB;
+    uint4 a[U][2 * L], b[U][2 * L];
+    auto ld = [&](uint4 (&d)[U][2 * L], int it0) {
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int l = 0; l < L; ++l) {
+          const int it = it0 + u;
+          if (it < ie) {
+            d[u][l] = ld_na(r0 + it * per_it + 16 * l);
+            d[u][L + l] = ld_na(r1 + it * per_it + 16 * l);
+          } else {
+            d[u][l] = d[u][L + l] = make_uint4(0, 0, 0, 0);
+          }
+        }
+    };
+    auto use = [&](uint4 (&d)[U][2 * L]) {
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int l = 0; l < 2 * L; ++l) acc ^= d[u][l].x ^ d[u][l].y ^ d[u][l].z ^ d[u][l].w;
+    };
+    ld(a, ib);
+    for (int it = ib; it < ie; it += 2 * U) {
+      ld(b, it + U);
+      use(a);
+      ld(a, it + 2 * U);
+      use(b);
+    }
+    (void)persistent_stride;
+  }
+  if (acc == 0x12345678u) sink[0] = acc;
+}
+
+int main() {
+  const int N = 28672, RB = 2048;  // 28672 x 4096 int4 weights
+  const size_t bytes = (size_t)N * RB;
+  const int copies = 8;  // 470 MB: defeats the 50 MB L2
+  std::vector<uint8_t*> bufs(copies);
+  for (auto& b : bufs) { CK(cudaMalloc(&b, bytes)); CK(cudaMemset(b, 0x5A, bytes)); }
+  uint32_t* sink; CK(cudaMalloc(&sink, 4));
+  uint8_t *cs, *cd; CK(cudaMalloc(&cs, 1 << 30)); CK(cudaMalloc(&cd, 1 << 30));
+  cudaEvent_t e0, e1; cudaEventCreate(&e0); cudaEventCreate(&e1);
+  int sms = 0; cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  auto time = [&](auto launch, int reps) {
+    std::vector<float> ts;
+    for (int r = 0; r < 7; ++r) {
+      for (int i = 0; i < copies; ++i) launch(bufs[i]);
+      cudaEventRecord(e0);
+      for (int i = 0; i < reps; ++i) launch(bufs[i % copies]);
+      cudaEventRecord(e1); cudaEventSynchronize(e1);
+      float ms; cudaEventElapsedTime(&ms, e0, e1); ts.push_back(ms * 1e3f / reps);
+    }
+    std::sort(ts.begin(), ts.end());
+    return ts[3];
+  };
+  float tc = time([&](uint8_t*) { cudaMemcpyAsync(cd, cs, 1 << 30, cudaMemcpyDeviceToDevice); }, 10);
+  const double copy_bw = 2.0 * (1 << 30) / (tc * 1e-6) / 1e9;
+  printf("D2D copy: %.0f GB/s (read+write)\n", copy_bw);
+  printf("%-44s %9s %8s %7s\n", "pattern (28672 x 2048 B)", "us", "GB/s", "%copy");
+  auto row = [&](const char* name, float us) {
+    const double gbs = bytes / (us * 1e-6) / 1e9;
+    printf("%-44s %9.2f %8.0f %7.1f\n", name, us, gbs, 100 * gbs / copy_bw);
+  };
+  for (int bpsm : {4, 8, 16}) {
+    char nm[64]; snprintf(nm, sizeof nm, "contiguous 16B/lane, %d x 256-thr blocks/SM", bpsm);
+    row(nm, time([&](uint8_t* b) { k_contig<<<sms * bpsm, 256>>>((const uint4*)b, bytes / 16, sink); }, 40));
+  }
+  const int tiles = N / 16;
+#define TILE(CH, U, GRID, NAME) row(NAME, time([&](uint8_t* b) { k_tile<CH, U><<<GRID, 256>>>(b, N, RB, sink, 0); }, 40))
+  TILE(16, 1, tiles, "tile 64B/row/it U1 block/tile (today)");
+  TILE(16, 2, tiles, "tile 64B/row/it U2 block/tile");
+  TILE(16, 4, tiles, "tile 64B/row/it U4 block/tile");
+  TILE(32, 1, tiles, "tile 128B/row/it U1 block/tile");
+  TILE(32, 2, tiles, "tile 128B/row/it U2 block/tile");
+  TILE(64, 1, tiles, "tile 256B/row/it U1 block/tile");
+  TILE(16, 1, sms * 3, "tile 64B/row/it U1 persistent 3/SM");
+  TILE(16, 2, sms * 2, "tile 64B/row/it U2 persistent 2/SM");
+  TILE(32, 1, sms * 3, "tile 128B/row/it U1 persistent 3/SM");
+  TILE(32, 2, sms * 2, "tile 128B/row/it U2 persistent 2/SM");
+  TILE(64, 1, sms * 2, "tile 256B/row/it U1 persistent 2/SM");
+  CK(cudaGetLastError());
+  return 0;
+}
