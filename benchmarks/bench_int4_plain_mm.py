@@ -34,7 +34,7 @@ DECODE_SHAPES = [(28672, 4096), (4096, 14336), (21504, 5376), (5376, 21504), (12
 SMOL_SHAPES = [(192, 576), (576, 576), (1536, 576), (3072, 576), (49152, 576), (576, 1536), (3072, 1536)]
 SMALL_M_SHAPES = [(4096, 4096), (28672, 4096), (4096, 14336)]
 PREFILL_SHAPES = [(4096, 4096), (6144, 4096), (28672, 4096), (4096, 14336)]
-DECODE_VARIANTS = {4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent"}
+DECODE_VARIANTS = {4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent", 13: "XS U1 persistent", 14: "XS U1 block/tile", 15: "XS U2 persistent"}
 
 
 def find_lib(explicit):

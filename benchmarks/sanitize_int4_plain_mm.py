@@ -17,7 +17,7 @@ lib.int4_cuda_int4_plain_mm_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i6
 bad = 0
 for M in [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 63, 64, 65, 128, 512]:
     for (N, K, gs) in [(200, 576, 64), (200, 576, 32), (37, 1536, 256), (130, 96, 32)]:
-        variants = [0, 8] + ([1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12] if M <= 32 else [])
+        variants = [0, 8] + ([1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15] if M <= 32 else [])
         for v in variants:
             x = torch.randn(M, K, device="cuda").to(torch.bfloat16)
             q = torch.randint(0, 256, (N, K // 2), dtype=torch.uint8, device="cuda")

@@ -131,7 +131,12 @@ struct DecodeBatch {
 
 // FULLK: K % 128 == 0, so no lane's chunk lies past K and the per-chunk K checks go (~10 % fewer
 // instructions, +2-3 % on the large shapes).
-template <int U, int NT, int MINB, bool XPRE, bool FULLK = false>
+// XS (NT = 1): each warp first stages the activations of its k-range in dynamic shared memory,
+// already permuted into B-fragment order (uint4 per (k-iteration, chunk t, token, word i)), once
+// per block; the main loop then reads its B registers with one LDS.128 per word instead of an
+// LDG.128 plus 4 PRMT, and persistent blocks reuse them for every row tile. Needs
+// K/128 * 256 * M bytes of shared memory (the launcher's limit: 64 KB).
+template <int U, int NT, int MINB, bool XPRE, bool FULLK = false, bool XS = false>
 __global__ void __launch_bounds__(256, MINB)
     int4_mm_decode_kernel(const uint16_t* __restrict__ x, const uint8_t* __restrict__ q,
                           const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
@@ -178,6 +183,26 @@ __global__ void __launch_bounds__(256, MINB)
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
 
+  extern __shared__ uint4 xs_smem[];
+  uint4* xs = xs_smem + (int64_t)warp * per_warp * 16 * M;  // this warp's staged activations
+  if (XS) {
+    static_assert(!XS || NT == 1, "XS stages one token tile");
+    const int units = max(0, it_end - it_begin) * 4 * M;  // (k-iteration, chunk, token)
+    for (int u = lane; u < units; u += 32) {
+      const int il = u / (4 * M), tc = (u / M) & 3, m = u % M;
+      const int kb = (it_begin + il) * 128 + tc * 32;
+      uint4* dst = xs + (int64_t)u * 4;  // u == (il * 4 + tc) * M + m
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (FULLK || kb < K) v = ld_nc_u4(x + (int64_t)m * K + kb + 8 * i);
+        dst[i] = make_uint4(prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632), prmt(v.y, v.w, 0x5410),
+                            prmt(v.y, v.w, 0x7632));
+      }
+    }
+    __syncwarp();
+  }
+
   auto load = [&](DecodeBatch<U, XPRE>& b, int itb) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -220,23 +245,34 @@ __global__ void __launch_bounds__(256, MINB)
       const uint32_t wb[4] = {b.w1[u].x, b.w1[u].y, b.w1[u].z, b.w1[u].w};
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        uint4 xv[NT];
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-          // Lanes without a token (g + 8nt >= M) read row 0: their D columns are never stored, and
-          // a load with no zero-select is cheaper. Only reads beyond K must not happen.
-          xv[nt] = (XPRE && nt == 0) ? b.xv[XPRE ? u : 0][i]
-                   : in_k ? ld_nc_u4(xr[nt] + kb + 8 * i) : make_uint4(0, 0, 0, 0);
         uint32_t pa[4], pb[4];
-        dequant_word(wa[i], s02, z02, pa);
-        dequant_word(wb[i], s12, z12, pb);
-        // x (e0,e1)(e2,e3)(e4,e5)(e6,e7) -> (e0,e4)(e1,e5) and (e2,e6)(e3,e7)
+        if constexpr (XS) {
+          // This lane's B registers, staged (token min(g, M-1): lanes past M fill unused columns).
+          // A U > 1 overrun (it >= it_end) has nothing staged and zero weights: skip it.
+          if (it >= it_end) continue;
+          const uint4 bv = xs[((int64_t)((it - it_begin) * 4 + t) * M + min(g, M - 1)) * 4 + i];
+          dequant_word(wa[i], s02, z02, pa);
+          dequant_word(wb[i], s12, z12, pb);
+          mma_16816(acc[0], pa[0], pb[0], pa[1], pb[1], bv.x, bv.y);
+          mma_16816(acc[0], pa[2], pb[2], pa[3], pb[3], bv.z, bv.w);
+        } else {
+          uint4 xv[NT];
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-          mma_16816(acc[nt], pa[0], pb[0], pa[1], pb[1], prmt(xv[nt].x, xv[nt].z, 0x5410),
-                    prmt(xv[nt].x, xv[nt].z, 0x7632));
-          mma_16816(acc[nt], pa[2], pb[2], pa[3], pb[3], prmt(xv[nt].y, xv[nt].w, 0x5410),
-                    prmt(xv[nt].y, xv[nt].w, 0x7632));
+          for (int nt = 0; nt < NT; ++nt)
+            // Lanes without a token (g + 8nt >= M) read row 0: their D columns are never stored,
+            // and a load with no zero-select is cheaper. Only reads beyond K must not happen.
+            xv[nt] = (XPRE && nt == 0) ? b.xv[XPRE ? u : 0][i]
+                     : in_k ? ld_nc_u4(xr[nt] + kb + 8 * i) : make_uint4(0, 0, 0, 0);
+          dequant_word(wa[i], s02, z02, pa);
+          dequant_word(wb[i], s12, z12, pb);
+          // x (e0,e1)(e2,e3)(e4,e5)(e6,e7) -> (e0,e4)(e1,e5) and (e2,e6)(e3,e7)
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            mma_16816(acc[nt], pa[0], pb[0], pa[1], pb[1], prmt(xv[nt].x, xv[nt].z, 0x5410),
+                      prmt(xv[nt].x, xv[nt].z, 0x7632));
+            mma_16816(acc[nt], pa[2], pb[2], pa[3], pb[3], prmt(xv[nt].y, xv[nt].w, 0x5410),
+                      prmt(xv[nt].y, xv[nt].w, 0x7632));
+          }
         }
       }
     }
@@ -543,34 +579,65 @@ constexpr int kMaxDevices = 64;
 
 // Decode launch: WK warps per block (capped at the number of 128-k iterations) splitting K; one
 // block per 16 weight rows, or (persistent) one resident wave of blocks striding over row tiles.
-template <int U, int NT, int MINB, bool XPRE = false, bool FULLK = false>
+// XS: the activations are staged in dynamic shared memory (at most kXsMaxSmem; see xs_fits).
+constexpr int kXsMaxSmem = 64 * 1024;
+size_t xs_smem_bytes(const Args& a, int wk) {
+  const int ki = (a.K + 127) / 128;
+  if (wk > ki) wk = ki;
+  const int per_warp = (ki + wk - 1) / wk;
+  return (size_t)wk * per_warp * 16 * a.M * sizeof(uint4);
+}
+bool xs_fits(const Args& a) { return a.M <= 8 && xs_smem_bytes(a, 8) <= (size_t)kXsMaxSmem; }
+
+template <int U, int NT, int MINB, bool XPRE = false, bool FULLK = false, bool XS = false>
 cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persistent) {
+  auto kernel = int4_mm_decode_kernel<U, NT, MINB, XPRE, FULLK, XS>;
   const int tiles = (a.N + 15) / 16;
   const int ki = (a.K + 127) / 128;
   wk = wk < 1 ? 1 : wk > 8 ? 8 : wk;
   if (wk > ki) wk = ki;
+  const size_t smem = XS ? xs_smem_bytes(a, wk) : 0;
+  // Per device, once: opt-in shared memory (XS), resident blocks of 8 warps by registers, and the
+  // SM's shared memory (the XS grid also divides by its per-call shared memory).
+  static std::atomic<int> resident_cache[kMaxDevices];
+  static std::atomic<int> smem_per_sm_cache[kMaxDevices];
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
+  int resident = dev < kMaxDevices ? resident_cache[dev].load(std::memory_order_relaxed) : 0;
+  int smem_per_sm = dev < kMaxDevices ? smem_per_sm_cache[dev].load(std::memory_order_relaxed) : 0;
+  int sms = 0;
+  if (resident <= 0 && (persistent || XS)) {
+    int blocks_per_sm = 0;
+    if (XS) {
+      e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kXsMaxSmem);
+      if (e != cudaSuccess) return e;
+    }
+    e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e != cudaSuccess) return e;
+    e = cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+    if (e != cudaSuccess) return e;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, 256, 0);
+    if (e != cudaSuccess) return e;
+    resident = sms * blocks_per_sm;  // resident blocks of 8 warps
+    if (dev < kMaxDevices) {
+      smem_per_sm_cache[dev].store(smem_per_sm, std::memory_order_relaxed);
+      resident_cache[dev].store(resident, std::memory_order_relaxed);
+    }
+  }
   int grid = tiles;
   if (persistent) {
-    static std::atomic<int> resident_cache[kMaxDevices];
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e != cudaSuccess) return e;
-    int resident = dev < kMaxDevices ? resident_cache[dev].load(std::memory_order_relaxed) : 0;
-    if (resident <= 0) {
-      int sms = 0, blocks_per_sm = 0;
+    int64_t r = (int64_t)resident * 8 / wk;
+    if (XS && smem > 0) {  // fewer blocks fit when each holds its staged activations
       e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
       if (e != cudaSuccess) return e;
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &blocks_per_sm, int4_mm_decode_kernel<U, NT, MINB, XPRE, FULLK>, 256, 0);
-      if (e != cudaSuccess) return e;
-      resident = sms * blocks_per_sm;  // resident blocks of 8 warps
-      if (dev < kMaxDevices) resident_cache[dev].store(resident, std::memory_order_relaxed);
+      const int64_t by_smem = (int64_t)sms * (smem_per_sm / (int64_t)(smem + 4096 + 1024));
+      if (by_smem > 0 && by_smem < r) r = by_smem;
     }
-    const int64_t r = (int64_t)resident * 8 / wk;
     if (r > 0 && r < grid) grid = (int)r;
   }
-  const cudaError_t le = int4_cuda::launch(int4_mm_decode_kernel<U, NT, MINB, XPRE, FULLK>, dim3(grid), dim3(wk * 32), 0,
-                                           stream, a.x, a.q, a.s, a.z, a.out, a.M, a.N, a.K, a.gsh);
+  const cudaError_t le = int4_cuda::launch(kernel, dim3(grid), dim3(wk * 32), smem, stream, a.x, a.q, a.s,
+                                           a.z, a.out, a.M, a.N, a.K, a.gsh);
   return le != cudaSuccess ? le : cudaGetLastError();
 }
 
@@ -624,6 +691,14 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
     case 12:  // U = 2, block per tile, activations loaded with the weights (1 block/SM)
       return nt1 ? launch_decode<2, 1, 1, true>(a, stream, 8, false)
                  : launch_decode<2, 2, 2>(a, stream, 8, false);
+    case 13: case 14:  // XS: activations staged in shared memory, U = 1, persistent / block per tile
+      if (!xs_fits(a)) break;  // default dispatch
+      return a.K % 128 == 0 ? launch_decode<1, 1, 3, false, true, true>(a, stream, 8, variant == 13)
+                            : launch_decode<1, 1, 3, false, false, true>(a, stream, 8, variant == 13);
+    case 15:  // XS, U = 2 (2 blocks/SM), persistent
+      if (!xs_fits(a)) break;
+      return a.K % 128 == 0 ? launch_decode<2, 1, 2, false, true, true>(a, stream, 8, true)
+                            : launch_decode<2, 1, 2, false, false, true>(a, stream, 8, true);
     case 8: return launch_prefill<4>(a, stream);
     case 9: return launch_prefill(a, stream);
     default: break;
@@ -641,6 +716,13 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
     const bool u2 = per_warp >= 8 && (many || tiles <= 264);
     // K % 128 == 0: the kernel drops its per-chunk K checks.
     const bool fk = a.K % 128 == 0;
+    // Persistent blocks stage x once in shared memory and reuse it for every row tile (XS: +4-5 %
+    // on 21504x5376 and 128256x4096, equal on 28672x4096; with few tiles the staging does not pay).
+    if (a.M <= 8 && many && xs_fits(a))
+      return u2 ? (fk ? launch_decode<2, 1, 2, false, true, true>(a, stream, 8, true)
+                      : launch_decode<2, 1, 2, false, false, true>(a, stream, 8, true))
+                : (fk ? launch_decode<1, 1, 3, false, true, true>(a, stream, 8, true)
+                      : launch_decode<1, 1, 3, false, false, true>(a, stream, 8, true));
     if (a.M <= 8)
       return u2 ? (fk ? launch_decode<2, 1, 2, false, true>(a, stream, 8, many)
                       : launch_decode<2, 1, 2>(a, stream, 8, many))
@@ -662,7 +744,7 @@ int plain_mm_impl(const void* x, const void* qdata, const void* scale, const voi
                   int variant) {
   const int st = check_args(x, qdata, scale, zero, out, M, N, K, group_size);
   if (st != INT4_CUDA_OK) return st;
-  if (((variant >= 1 && variant <= 7) || (variant >= 10 && variant <= 12)) &&
+  if (((variant >= 1 && variant <= 7) || (variant >= 10 && variant <= 15)) &&
       M > INT4_CUDA_PLAIN_MM_DECODE_MAX_M)
     return INT4_CUDA_ERR_BAD_M;
   Args a{static_cast<const uint16_t*>(x), static_cast<const uint8_t*>(qdata),

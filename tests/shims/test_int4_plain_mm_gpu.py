@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.gpu
 
 M_PATHS = [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 63, 64, 65, 128, 512]
-DECODE_VARIANTS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12]  # see int4_cuda_int4_plain_mm_variant in shims/int4_plain_mm.h
+DECODE_VARIANTS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15]  # see int4_cuda_int4_plain_mm_variant in shims/int4_plain_mm.h
 PREFILL_VARIANT = 9
 
 
