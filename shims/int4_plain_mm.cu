@@ -131,11 +131,13 @@ struct DecodeBatch {
 
 // FULLK: K % 128 == 0, so no lane's chunk lies past K and the per-chunk K checks go (~10 % fewer
 // instructions, +2-3 % on the large shapes).
-// XS (NT = 1): each warp first stages the activations of its k-range in dynamic shared memory,
-// already permuted into B-fragment order (uint4 per (k-iteration, chunk t, token, word i)), once
-// per block; the main loop then reads its B registers with one LDS.128 per word instead of an
-// LDG.128 plus 4 PRMT, and persistent blocks reuse them for every row tile. Needs
-// K/128 * 256 * M bytes of shared memory (the launcher's limit: 64 KB).
+// XS (M = 1): each warp first stages the activations of its k-range in dynamic shared memory,
+// already permuted into B-fragment order, once per block; the main loop then reads its B
+// registers with one LDS.128 per word instead of an LDG.128 plus 4 PRMT, and persistent blocks
+// reuse them for every row tile. Layout: uint4 [k-iteration][word i][chunk t], so the four t
+// lanes of a phase read 64 contiguous bytes (no bank conflict) and the g lanes broadcast.
+// Needs K/128 * 256 bytes of shared memory per block. (With M > 1 the token index sits between
+// t's and made 2-4-way bank conflicts: measured 6 % slower at M = 2, 35 % at M = 8.)
 template <int U, int NT, int MINB, bool XPRE, bool FULLK = false, bool XS = false>
 __global__ void __launch_bounds__(256, MINB)
     int4_mm_decode_kernel(const uint16_t* __restrict__ x, const uint8_t* __restrict__ q,
@@ -184,20 +186,19 @@ __global__ void __launch_bounds__(256, MINB)
   for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
 
   extern __shared__ uint4 xs_smem[];
-  uint4* xs = xs_smem + (int64_t)warp * per_warp * 16 * M;  // this warp's staged activations
+  uint4* xs = xs_smem + (int64_t)warp * per_warp * 16;  // this warp's staged activations
   if (XS) {
-    static_assert(!XS || NT == 1, "XS stages one token tile");
-    const int units = max(0, it_end - it_begin) * 4 * M;  // (k-iteration, chunk, token)
+    static_assert(!XS || NT == 1, "XS stages one token");
+    const int units = max(0, it_end - it_begin) * 4;  // (k-iteration, chunk)
     for (int u = lane; u < units; u += 32) {
-      const int il = u / (4 * M), tc = (u / M) & 3, m = u % M;
+      const int il = u >> 2, tc = u & 3;
       const int kb = (it_begin + il) * 128 + tc * 32;
-      uint4* dst = xs + (int64_t)u * 4;  // u == (il * 4 + tc) * M + m
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         uint4 v = make_uint4(0, 0, 0, 0);
-        if (FULLK || kb < K) v = ld_nc_u4(x + (int64_t)m * K + kb + 8 * i);
-        dst[i] = make_uint4(prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632), prmt(v.y, v.w, 0x5410),
-                            prmt(v.y, v.w, 0x7632));
+        if (FULLK || kb < K) v = ld_nc_u4(x + kb + 8 * i);
+        xs[(il * 4 + i) * 4 + tc] = make_uint4(prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632),
+                                               prmt(v.y, v.w, 0x5410), prmt(v.y, v.w, 0x7632));
       }
     }
     __syncwarp();
@@ -247,10 +248,10 @@ __global__ void __launch_bounds__(256, MINB)
       for (int i = 0; i < 4; ++i) {
         uint32_t pa[4], pb[4];
         if constexpr (XS) {
-          // This lane's B registers, staged (token min(g, M-1): lanes past M fill unused columns).
+          // This lane's B registers, staged (token 0 for every g: columns 1-7 are never stored).
           // A U > 1 overrun (it >= it_end) has nothing staged and zero weights: skip it.
           if (it >= it_end) continue;
-          const uint4 bv = xs[((int64_t)((it - it_begin) * 4 + t) * M + min(g, M - 1)) * 4 + i];
+          const uint4 bv = xs[((it - it_begin) * 4 + i) * 4 + t];
           dequant_word(wa[i], s02, z02, pa);
           dequant_word(wb[i], s12, z12, pb);
           mma_16816(acc[0], pa[0], pb[0], pa[1], pb[1], bv.x, bv.y);
@@ -585,9 +586,9 @@ size_t xs_smem_bytes(const Args& a, int wk) {
   const int ki = (a.K + 127) / 128;
   if (wk > ki) wk = ki;
   const int per_warp = (ki + wk - 1) / wk;
-  return (size_t)wk * per_warp * 16 * a.M * sizeof(uint4);
+  return (size_t)wk * per_warp * 16 * sizeof(uint4);
 }
-bool xs_fits(const Args& a) { return a.M <= 8 && xs_smem_bytes(a, 8) <= (size_t)kXsMaxSmem; }
+bool xs_fits(const Args& a) { return a.M == 1 && xs_smem_bytes(a, 8) <= (size_t)kXsMaxSmem; }
 
 template <int U, int NT, int MINB, bool XPRE = false, bool FULLK = false, bool XS = false>
 cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persistent) {
@@ -718,7 +719,7 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
     const bool fk = a.K % 128 == 0;
     // Persistent blocks stage x once in shared memory and reuse it for every row tile (XS: +4-5 %
     // on 21504x5376 and 128256x4096, equal on 28672x4096; with few tiles the staging does not pay).
-    if (a.M <= 8 && many && xs_fits(a))
+    if (many && xs_fits(a))
       return u2 ? (fk ? launch_decode<2, 1, 2, false, true, true>(a, stream, 8, true)
                       : launch_decode<2, 1, 2, false, false, true>(a, stream, 8, true))
                 : (fk ? launch_decode<1, 1, 3, false, true, true>(a, stream, 8, true)

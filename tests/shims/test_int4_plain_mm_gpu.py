@@ -93,6 +93,13 @@ def test_llama_shape(shims_lib, dev, M, gs):
     check(shims_lib, M, 4096, 4096, gs, dev)
 
 
+# Many row tiles at M = 1: the default takes the persistent kernel that stages x in shared memory
+# (XS), with and without K % 128 == 0.
+@pytest.mark.parametrize("N,K,gs", [(8000, 4096, 32), (8000, 4096, 128), (6500, 2080, 32), (7001, 5376, 64)])
+def test_many_tiles_m1(shims_lib, dev, N, K, gs):
+    check(shims_lib, 1, N, K, gs, dev)
+
+
 # Odd N and an output that is only 2-byte aligned (exercises the scalar-store epilogue paths).
 @pytest.mark.parametrize("M", [1, 3, 8, 9, 64, 130])
 @pytest.mark.parametrize("N,out_offset", [(1001, 0), (1000, 1), (7, 0)])
