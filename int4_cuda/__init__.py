@@ -17,16 +17,41 @@ _logging.getLogger("torchao").setLevel(_logging.ERROR)
 _logging.getLogger("torch.utils._pytree").setLevel(_logging.ERROR)
 _warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
 
-from int4_cuda.backend import CoalescedInt4Tensor, SUPPORTED_GROUP_SIZES, quantize_, quantize_int4
-from int4_cuda.backend.lower import ExportedFiles, export_to_files, lower, save
-from int4_cuda.backend.pack import pack_
-from int4_cuda.backend.partitioner import Int4CudaPartitioner
-from int4_cuda.backend.int4_cuda_backend import Int4CudaBackend
+# The API below is imported on first use (PEP 562): `int4-cuda generate` on the CUDA runtime and
+# the error types need none of torchao / executorch.exir, which cost ~3 s of start-up. Code that
+# uses torch.ops.int4_cuda.* imports int4_cuda.backend itself (that import registers the ops).
+_LAZY = {
+    "CoalescedInt4Tensor": "int4_cuda.backend",
+    "SUPPORTED_GROUP_SIZES": "int4_cuda.backend",
+    "quantize_": "int4_cuda.backend",
+    "quantize_int4": "int4_cuda.backend",
+    "ExportedFiles": "int4_cuda.backend.lower",
+    "export_to_files": "int4_cuda.backend.lower",
+    "lower": "int4_cuda.backend.lower",
+    "save": "int4_cuda.backend.lower",
+    "pack_": "int4_cuda.backend.pack",
+    "Int4CudaPartitioner": "int4_cuda.backend.partitioner",
+    "Int4CudaBackend": "int4_cuda.backend.int4_cuda_backend",
+}
 
 __all__ = [
     "CoalescedInt4Tensor", "SUPPORTED_GROUP_SIZES", "quantize_", "quantize_int4", "pack_", "lower", "save",
     "export_to_files", "ExportedFiles", "Int4CudaPartitioner", "Int4CudaBackend", "load",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'int4_cuda' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 def load(pte_path: str, ptd_path=None):

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import int4_cuda
+import int4_cuda.backend  # noqa: F401  (registers torch.ops.int4_cuda)
 
 from testutil import Block, MLP4, sqnr_db  # noqa: F401  (tests/ is on sys.path via tests/conftest.py; sqnr_db re-exported)
 
