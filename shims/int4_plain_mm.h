@@ -92,8 +92,9 @@ int int4_cuda_int4_plain_mm(const void* x,      /* bf16  [M, K]    */
                             int4_cuda_stream_t stream);
 
 /* Not part of the stable contract (benchmarks and tests only): same as int4_cuda_int4_plain_mm but
- * forces a kernel variant. 0 = default dispatch; 8 = prefill kernel with 4 stages; 1..7, 10..12 = decode-kernel variants (M <= 32 only,
- * else INT4_CUDA_ERR_BAD_M); 9 = prefill kernel for any M. Other values = default dispatch. */
+ * forces a kernel variant. 0 = default dispatch; 8 = prefill kernel with 4 stages; 1..7, 10..15 = decode-kernel variants (M <= 32 only,
+ * else INT4_CUDA_ERR_BAD_M; 13..15, activations staged in shared memory, take the default dispatch
+ * unless M == 1); 9 = prefill kernel for any M. Other values = default dispatch. */
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                     int64_t group_size, int4_cuda_stream_t stream, int variant);
