@@ -105,6 +105,22 @@ __device__ __forceinline__ void store_i(void* p, int64_t i, DType t, int64_t v) 
   }
 }
 
+// Element i of a row-major index space of `ndim` dims (sizes `size`) -> its offsets in two strided
+// views of it (strides in elements; 0 on broadcast dims). The copy, elementwise and batched-matmul
+// kernels all address their operands this way.
+__device__ __forceinline__ void strided_offsets(int64_t i, int ndim, const int64_t* size, const int64_t* s1,
+                                                const int64_t* s2, int64_t* o1, int64_t* o2) {
+  int64_t a = 0, b = 0;
+  for (int d = ndim - 1; d >= 0; --d) {
+    const int64_t c = i % size[d];
+    i /= size[d];
+    a += c * s1[d];
+    b += c * s2[d];
+  }
+  *o1 += a;
+  *o2 += b;
+}
+
 __device__ __forceinline__ bool is_int(DType t) {
   return t == DType::INT64 || t == DType::INT32 || t == DType::UINT8 || t == DType::INT8 || t == DType::BOOL;
 }

@@ -21,13 +21,8 @@ __global__ void copy_same_kernel(CopyParams p) {
   T* out = static_cast<T*>(p.out) + p.out_offset;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < p.n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t rem = i, io = 0, oo = 0;
-    for (int d = p.shape.ndim - 1; d >= 0; --d) {
-      const int64_t c = rem % p.shape.size[d];
-      rem /= p.shape.size[d];
-      io += c * p.is.s[d];
-      oo += c * p.os.s[d];
-    }
+    int64_t io = 0, oo = 0;
+    strided_offsets(i, p.shape.ndim, p.shape.size, p.is.s, p.os.s, &io, &oo);
     out[oo] = in[io];
   }
 }
@@ -37,13 +32,8 @@ __global__ void copy_convert_kernel(CopyParams p) {
   pdl_trigger();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < p.n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t rem = i, io = p.in_offset, oo = p.out_offset;
-    for (int d = p.shape.ndim - 1; d >= 0; --d) {
-      const int64_t c = rem % p.shape.size[d];
-      rem /= p.shape.size[d];
-      io += c * p.is.s[d];
-      oo += c * p.os.s[d];
-    }
+    int64_t io = p.in_offset, oo = p.out_offset;
+    strided_offsets(i, p.shape.ndim, p.shape.size, p.is.s, p.os.s, &io, &oo);
     if (is_int(p.ot) && is_int(p.it)) {
       store_i(p.out, oo, p.ot, load_i(p.in, io, p.it));
     } else if (is_int(p.ot)) {

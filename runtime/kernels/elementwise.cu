@@ -49,13 +49,8 @@ __global__ void elementwise_kernel(EwParams p) {
   const bool int_out = is_int(p.ot);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < p.n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t rem = i, ao = 0, bo = 0;
-    for (int d = p.shape.ndim - 1; d >= 0; --d) {
-      const int64_t c = rem % p.shape.size[d];
-      rem /= p.shape.size[d];
-      ao += c * p.as.s[d];
-      bo += c * p.bs.s[d];
-    }
+    int64_t ao = 0, bo = 0;
+    strided_offsets(i, p.shape.ndim, p.shape.size, p.as.s, p.bs.s, &ao, &bo);
     if (int_out) {
       const int64_t x = load_i(p.a, ao, p.at);
       const int64_t y = p.has_b ? load_i(p.b, bo, p.bt) : static_cast<int64_t>(p.scalar);

@@ -26,13 +26,8 @@ __global__ void matmul_kernel(MatmulParams p) {
   __shared__ float as[kTile][kTile + 1];
   __shared__ float bs[kTile][kTile + 1];
   const int64_t bidx = blockIdx.z;
-  int64_t rem = bidx, ao = 0, bo = 0;
-  for (int d = p.batch.ndim - 1; d >= 0; --d) {
-    const int64_t c = rem % p.batch.size[d];
-    rem /= p.batch.size[d];
-    ao += c * p.batch.a_stride[d];
-    bo += c * p.batch.b_stride[d];
-  }
+  int64_t ao = 0, bo = 0;
+  strided_offsets(bidx, p.batch.ndim, p.batch.size, p.batch.a_stride, p.batch.b_stride, &ao, &bo);
   const int64_t row = static_cast<int64_t>(blockIdx.y) * kTile + threadIdx.y;
   const int64_t col = static_cast<int64_t>(blockIdx.x) * kTile + threadIdx.x;
   float acc = 0.f;
