@@ -34,3 +34,15 @@ def test_upgrade_and_errors_without_traceback(tmp_path):
     bad.write_bytes(b"\x00" * 100)
     r = subprocess.run([sys.executable, "-m", "int4_cuda.cli", "inspect", str(bad)], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "not an ExecuTorch program" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_generate_path_imports_no_exporter():
+    """`int4-cuda generate` on the CUDA runtime must not pay for torchao / executorch.exir at start-up
+    (~3 s): the package API is imported on first use. The exporter's API still resolves on demand."""
+    code = ("import sys, int4_cuda, int4_cuda.cli, int4_cuda.cuda_runtime, int4_cuda.llm.generate\n"
+            "heavy = sorted(m for m in sys.modules if m.startswith(('torchao', 'executorch.exir')))\n"
+            "assert not heavy, heavy\n"
+            "assert int4_cuda.lower.__module__ == 'int4_cuda.backend.lower'\n"
+            "assert 'executorch.exir' in sys.modules\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
