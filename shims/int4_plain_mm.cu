@@ -598,16 +598,17 @@ cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persi
   wk = wk < 1 ? 1 : wk > 8 ? 8 : wk;
   if (wk > ki) wk = ki;
   const size_t smem = XS ? xs_smem_bytes(a, wk) : 0;
-  // Per device, once: opt-in shared memory (XS), resident blocks of 8 warps by registers, and the
-  // SM's shared memory (the XS grid also divides by its per-call shared memory).
+  // Per device, once: opt-in shared memory (XS), resident blocks of 8 warps by registers, the SM
+  // count and the SM's shared memory (the XS grid also divides by its per-call shared memory).
   static std::atomic<int> resident_cache[kMaxDevices];
   static std::atomic<int> smem_per_sm_cache[kMaxDevices];
+  static std::atomic<int> sms_cache[kMaxDevices];
   int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e != cudaSuccess) return e;
   int resident = dev < kMaxDevices ? resident_cache[dev].load(std::memory_order_relaxed) : 0;
   int smem_per_sm = dev < kMaxDevices ? smem_per_sm_cache[dev].load(std::memory_order_relaxed) : 0;
-  int sms = 0;
+  int sms = dev < kMaxDevices ? sms_cache[dev].load(std::memory_order_relaxed) : 0;
   if (resident <= 0 && (persistent || XS)) {
     int blocks_per_sm = 0;
     if (XS) {
@@ -623,6 +624,7 @@ cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persi
     resident = sms * blocks_per_sm;  // resident blocks of 8 warps
     if (dev < kMaxDevices) {
       smem_per_sm_cache[dev].store(smem_per_sm, std::memory_order_relaxed);
+      sms_cache[dev].store(sms, std::memory_order_relaxed);
       resident_cache[dev].store(resident, std::memory_order_relaxed);
     }
   }
@@ -630,8 +632,6 @@ cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persi
   if (persistent) {
     int64_t r = (int64_t)resident * 8 / wk;
     if (XS && smem > 0) {  // fewer blocks fit when each holds its staged activations
-      e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-      if (e != cudaSuccess) return e;
       const int64_t by_smem = (int64_t)sms * (smem_per_sm / (int64_t)(smem + 4096 + 1024));
       if (by_smem > 0 && by_smem < r) r = by_smem;
     }
