@@ -121,8 +121,10 @@ def describe(node: torch.fx.Node) -> OpDesc:
         return OpDesc(OpCode.SOFTMAX, [a[0]], make(DimsArgT, dims=[_norm_dim(a[1], _val(a[0]).dim())]))
     if op is aten.bmm.default:
         return OpDesc(OpCode.BMM, [a[0], a[1]])
-    if op is aten.linear.default:
-        return OpDesc(OpCode.LINEAR, [a[0], a[1], a[2] if len(a) > 2 else None])
+    if op is aten.linear.default or op is torch.ops.int4_cuda.linear.default:
+        # int4_cuda::linear is aten.linear that allows x and w of different float dtypes; LINEAR
+        # reads each in its own dtype either way.
+        return OpDesc(OpCode.LINEAR, [a[0], a[1], a[2] if len(a) > 2 else node.kwargs.get("bias")])
     if op is aten.mm.default:
         return OpDesc(OpCode.MATMUL, [a[0], a[1]])
     if op is aten.scaled_dot_product_attention.default:

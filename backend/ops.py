@@ -1,12 +1,24 @@
-"""The `int4_cuda` op library: torch.ops.int4_cuda.int4_plain_mm.
+"""The `int4_cuda` op library: torch.ops.int4_cuda.int4_plain_mm, int4_cuda.linear and the LLM ops.
 
     int4_plain_mm(x [M, K], qdata uint8 [N, K/2], scale [N, G], zero [N, G], group_size) -> [M, N]
 
 means x @ dequant(W).T with W in the coalesced layout of backend/coalesced_int4_tensor.py. The
 pure-PyTorch implementation below (CPU and CUDA) is the reference the GPU kernels are tested
 against, with the kernels' exact arithmetic (shims/int4_plain_mm.h): w = q*scale + zero computed
-in float32 and rounded once to x's dtype (the bf16 operand of a bf16 GEMM on the dequantized
-weight), products and sums in float32, the result rounded to x's dtype.
+in float32 and rounded once to the GEMM operand dtype, products and sums in float32, the result in
+x's dtype:
+
+    x bfloat16: W rounded to bf16, output rounded to bf16   (int4_cuda_int4_plain_mm)
+    x float32:  W rounded to bf16 (the same weight values as the bf16 path), x kept in float32,
+                output float32, never rounded               (int4_cuda_int4_plain_mm_f32)
+    x float16:  W rounded to f16, output rounded to f16     (reference only; export refuses it)
+
+    linear(x [..., K], w [N, K], bias [N]?) -> [..., N]
+
+is schema OpCode.LINEAR for a plain (non-int4) weight whose dtype may differ from x's, e.g. a bf16
+tied embedding table under float32 activations: F.linear refuses mixed dtypes, and casting the
+table to f32 would store it a second time. Each operand is read in its own dtype, f32 accumulation,
+output in x's dtype.
 """
 import torch
 
@@ -30,13 +42,20 @@ def _check(x, qdata, scale, zero, group_size):
     )
 
 
-def operand_weight(w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The float32 dequantized weight rounded once to the activations' dtype, kept in float32."""
-    return w.to(dtype).to(torch.float32)
+def operand_dtype(x_dtype: torch.dtype) -> torch.dtype:
+    """The dtype the dequantized weight is rounded to, once: bf16 under float32 activations (the
+    f32 kernel's tensor-core operand is the bf16 path's weight; only x is wider), else x's dtype."""
+    return torch.bfloat16 if x_dtype == torch.float32 else x_dtype
+
+
+def operand_weight(w: torch.Tensor, x_dtype: torch.dtype) -> torch.Tensor:
+    """The float32 dequantized weight rounded once to operand_dtype(x_dtype), kept in float32."""
+    return w.to(operand_dtype(x_dtype)).to(torch.float32)
 
 
 def matmul_dequantized(x: torch.Tensor, w_operand: torch.Tensor) -> torch.Tensor:
-    """x [M, K] @ w_operand[N, K]^T (see operand_weight): f32 accumulation, x's dtype out."""
+    """x [M, K] @ w_operand[N, K]^T (see operand_weight): f32 accumulation, x's dtype out (float32
+    x is used unrounded and its result is not rounded)."""
     return (x.to(torch.float32) @ w_operand.t()).to(x.dtype)
 
 
@@ -51,6 +70,38 @@ def int4_plain_mm(x, qdata, scale, zero, group_size):
 def _int4_plain_mm_fake(x, qdata, scale, zero, group_size):
     _check(x, qdata, scale, zero, group_size)
     return x.new_empty(x.shape[0], qdata.shape[0])
+
+
+# -- linear with a plain weight of any float dtype (schema OpCode.LINEAR) ------------------------
+_lib.define("linear(Tensor x, Tensor w, Tensor? bias=None) -> Tensor")
+
+
+def _linear_check(x, w, bias):
+    torch._check(w.dim() == 2 and x.dim() >= 1 and x.shape[-1] == w.shape[1],
+                 lambda: f"int4_cuda::linear: x [..., K] and w [N, K] disagree: x {tuple(x.shape)}, w {tuple(w.shape)}")
+    torch._check(x.is_floating_point() and w.is_floating_point(),
+                 lambda: f"int4_cuda::linear: x and w must be float tensors, got {x.dtype} and {w.dtype}")
+    torch._check(bias is None or tuple(bias.shape) == (w.shape[0],),
+                 lambda: f"int4_cuda::linear: bias must be [N] = [{w.shape[0]}], got {tuple(bias.shape)}")
+
+
+def linear_f32(x, w, bias=None) -> torch.Tensor:
+    """x @ w^T (+ bias), each operand read in its own float dtype, summed in float32; the float32
+    result before OpCode.LINEAR rounds it to its output's dtype (reference.py uses it as is)."""
+    y = x.to(torch.float32) @ w.to(torch.float32).t()
+    return y if bias is None else y + bias.to(torch.float32)
+
+
+@torch.library.impl(_lib, "linear", "CompositeExplicitAutograd")
+def linear(x, w, bias=None):
+    _linear_check(x, w, bias)
+    return linear_f32(x, w, bias).to(x.dtype)
+
+
+@torch.library.register_fake("int4_cuda::linear")
+def _linear_fake(x, w, bias=None):
+    _linear_check(x, w, bias)
+    return x.new_empty(*x.shape[:-1], w.shape[0])
 
 
 # -- LLM ops ---------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How far apart can two bf16 computations of SmolLM2-135M be? (CPU, ~10 minutes)
+"""How far apart can two bf16 (or f32-activation) computations of SmolLM2-135M be? (CPU, ~10 minutes)
 
 Issues #3 and #4 ask for logits SQNR >= 30 dB at *every* position: exported program vs eager, and
 CUDA runtime vs reference executor. This script measures the floor any pair of bf16-activation
@@ -11,6 +11,10 @@ implementations of this model hits, so the numbers in docs/notes/numerics.md can
 - rows "flip eps": the bf16 model (w+in+out) against itself with every linear's float32 result
   multiplied by (1 + eps * N(0, 1)) before its bf16 rounding -- what a different summation order
   (GPU vs CPU) does. eps = 1e-7 is a few float32 ulps.
+- rows "f32 activations" (export_llm --dtype fp32: the linears take float32 inputs and return
+  float32, weights rounded once to bf16): that model against itself with the same float32
+  perturbation (no bf16 rounding after it); the GPU kernel's split of x into bf16 hi = bf16(x) and
+  lo = bf16(x - hi), W·hi + W·lo summed in f32; and the lm_head's input alone rounded to bf16.
 
 Each row: 32-token windows of a fixed English passage, one row of logits per position; worst and
 mean SQNR over the positions, as the range over the windows. Usage: python benchmarks/numerics_floor.py
@@ -57,7 +61,7 @@ def main():
     deq = {k: (CoalescedInt4Tensor.from_int4_tensor(v).dequantize() if hasattr(v, "block_size") else v.float())
            for k, v in state.items()}
     cfg.max_seq_len = 256
-    model = build_model(cfg, deq).float()
+    model = build_model(cfg, deq, torch.float32)  # float32 linear inputs; the variants round them
     ids = tok.encode(PASSAGE).ids
     step = max(1, (len(ids) - 32) // args.windows)
     starts = list(range(0, len(ids) - 32, step))[: args.windows]
@@ -96,6 +100,20 @@ def main():
             y = linear(bf(x), bf(w), b)
             return bf(y * (1 + eps * torch.randn_like(y)))
         row(f"bf16 w+in+out vs itself, flip eps {eps:g}", outs["w+in+out"], run(flipped))
+
+    f32act = outs["w"]  # float32 activations on bf16 weights: what --dtype fp32 computes
+    for eps in (1e-7, 1e-6):
+        def flipped_f32(x, w, b=None, eps=eps):
+            y = linear(x, bf(w), b)
+            return y * (1 + eps * torch.randn_like(y))
+        row(f"f32 activations, bf16 w vs itself, flip eps {eps:g}", f32act, run(flipped_f32))
+
+    def hi_lo(x, w, b=None):  # bf16 x bf16 products are exact in f32: only the sums round
+        hi = bf(x)
+        return linear(hi, bf(w), b) + linear(bf(x - hi), bf(w))
+    row("hi/lo bf16 split of the activations vs f32 activations", f32act, run(hi_lo))
+    lm_head_bf16 = lambda x, w, b=None: linear(bf(x) if w.shape[0] == cfg.vocab_size else x, bf(w), b)
+    row("f32 activations, lm_head input rounded to bf16, vs f32 activations", f32act, run(lm_head_bf16))
 
 
 if __name__ == "__main__":

@@ -646,7 +646,7 @@ def selftest_case(cfg, gs=32, P=5, S=4, seed=0, wrong_rope=False, dtype=torch.fl
     st = _test_state(cfg, gs, seed)
     dense = {k: (dequant_bf16(to_qw(v, k), "cpu", dtype=dtype) if hasattr(v, "block_size") else v.to(dtype))
              for k, v in st.items()}
-    ref_model = build_model(dataclasses.replace(cfg, max_seq_len=P + S), dict(dense))
+    ref_model = build_model(dataclasses.replace(cfg, max_seq_len=P + S), dict(dense), dtype)  # linears see `dtype`
     gen = torch.Generator().manual_seed(seed + 1)
     tokens = torch.randint(0, cfg.vocab_size, (1, P + S), generator=gen)
     with torch.no_grad():

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import int4_cuda.backend  # noqa: F401  (registers torch.ops.int4_cuda.*)
 from int4_cuda.backend.coalesced_int4_tensor import dequantize_coalesced
 from int4_cuda.backend.ops import (
-    kv_attention_reference, matmul_dequantized, operand_weight, qkv_attention_reference, swiglu,
+    kv_attention_reference, linear_f32, matmul_dequantized, operand_weight, qkv_attention_reference, swiglu,
 )
 from int4_cuda.backend.serialize import DTYPE_TO_TORCH
 from int4_cuda.blob import decode_blob, static_dims, verify_graph
@@ -148,9 +148,8 @@ class BlobExecutor:
             return torch.softmax(x, dim=int(arg.dims[0]))
         if c == OpCode.BMM:
             return torch.bmm(x, ins[1])
-        if c == OpCode.LINEAR:
-            y = torch.matmul(x.float(), ins[1].float().t())
-            return (y if ins[2] is None else y + ins[2].float()).to(out_dtype)
+        if c == OpCode.LINEAR:  # x, w and bias each in its own dtype (f32 x with a bf16 table)
+            return linear_f32(x, ins[1], ins[2]).to(out_dtype)
         if c == OpCode.MATMUL:
             return torch.matmul(x, ins[1])
         if c == OpCode.SDPA:

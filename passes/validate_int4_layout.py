@@ -1,7 +1,8 @@
 """ValidateInt4LayoutPass: refuse any int4_plain_mm the runtime would refuse, at export time.
 
 Judged by the layout recorded by StampInt4LayoutPass (never by shape alone), then the constants'
-dtypes and shapes against that layout and the group sizes the kernels support.
+dtypes and shapes against that layout and the group sizes the kernels support, and the
+activations' dtype (bf16 or float32).
 """
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from int4_cuda.backend.coalesced_int4_tensor import check_group_size
 from int4_cuda.schema import WeightLayout
 
 from .graph_utils import INT4_WEIGHT_META, is_int4_mm
+
+
+# Activation dtypes an int4 matmul has a kernel for: bf16, and float32 (the same bf16 weight
+# operand with float32 x and output; backend/ops.py).
+ACTIVATION_DTYPES = (torch.bfloat16, torch.float32)
 
 
 class Int4LayoutError(ValueError):
@@ -45,9 +51,9 @@ class ValidateInt4LayoutPass(ExportedProgramPassBase):
                     raise Int4LayoutError(
                         f"{name}: {what} is {t.dtype} {tuple(t.shape)}, expected contiguous {dtype} {shape}"
                     )
-            if x.dtype != torch.bfloat16:
+            if x.dtype not in ACTIVATION_DTYPES:
                 raise Int4LayoutError(
-                    f"{name}: activations are {x.dtype}; int4_cuda kernels take bfloat16 — "
-                    f"run the model in bfloat16 (model.to(torch.bfloat16))"
+                    f"{name} ({node.name}): activations are {x.dtype}; int4_cuda kernels take bfloat16 or "
+                    f"float32 — export with --dtype bf16 or fp32 (run the model's linears in one of them)"
                 )
         return ExportedProgramPassResult(exported_program, False)

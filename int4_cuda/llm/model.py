@@ -7,10 +7,19 @@ Two modes share the weights:
 - eager (default): plain PyTorch with no KV cache (whole sequence from position 0, causal SDPA,
   complex-number RoPE): the independent reference the exported program is tested against.
 
-Numerics: the residual stream and the RMSNorms run in float32 (norm weights are float32), the
-linears, RoPE and attention take bf16 inputs and accumulate in float32. Keeping the residual in
-bf16 (as a plain `model.to(bfloat16)` would) costs SmolLM2 7-10 dB of logit SQNR at its worst
-positions.
+Numerics: the residual stream and the RMSNorms run in float32 (norm weights are float32). Every
+linear's input is the model's activation dtype (`Transformer(cfg, dtype)`, export_llm --dtype),
+and q/k/v, RoPE, attention (and so the KV cache) and SwiGLU run in it; every matmul accumulates in
+float32:
+- bfloat16 (default): the linears take and return bf16. Keeping the residual in bf16 too (as a
+  plain `model.to(bfloat16)` would) costs SmolLM2 7-10 dB of logit SQNR at its worst positions;
+  the bf16 linear inputs themselves cap it at 26-33 dB vs float32 (docs/notes/numerics.md).
+- float32: the linears take and return float32; int4 weights are still dequantized and rounded
+  once to bf16 (the same weight values as the bf16 path, backend/ops.py), and a plain bf16 weight
+  (the tied embedding as lm_head) is read as bf16 by int4_cuda::linear, so the final hidden state
+  is never rounded. Nothing is rounded to bf16 but the weights: ~90-110 dB vs float32 eager on
+  the same bf16 weights. The cost: activations and KV cache take twice the memory.
+A float32 eager reference is `Transformer(cfg, torch.float32)` with float32 weights.
 """
 from __future__ import annotations
 
@@ -21,11 +30,33 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from torchao.quantization import Int4Tensor
+from torchao.utils import TorchAOBaseTensor
 
 import int4_cuda.backend  # noqa: F401  (torch.ops.int4_cuda.*)
 from int4_cuda.backend.ops import split_qkv
 
 from .config import LlmConfig, rope_tables
+
+# export_llm --dtype names -> the activation dtype of every linear's input.
+ACTIVATION_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def linear(x, w, bias=None):
+    """x @ w^T (+ bias) in x's dtype, for every kind of weight the decoder holds: int4 weights
+    (torchao tensor subclasses; int4_plain_mm takes bf16 or f32 x) and plain weights of x's dtype
+    through F.linear; a plain weight of another dtype (bf16 under f32 activations) through
+    int4_cuda::linear, which reads it as stored: F.linear refuses mixed dtypes, and a cast would
+    store the weight a second time. A bias of another dtype promotes the result (int4 path)."""
+    if isinstance(w, TorchAOBaseTensor) or w.dtype == x.dtype:
+        return F.linear(x, w, bias)
+    return torch.ops.int4_cuda.linear(x, w, bias)
+
+
+class Linear(nn.Linear):
+    """nn.Linear whose weight need not have its input's dtype (see `linear`)."""
+
+    def forward(self, x):
+        return linear(x, self.weight, self.bias)
 
 
 class Attention(nn.Module):
@@ -33,10 +64,10 @@ class Attention(nn.Module):
         super().__init__()
         self.cfg, self.layer = cfg, layer
         hd = cfg.head_dim
-        self.wq = nn.Linear(cfg.dim, cfg.n_heads * hd, bias=cfg.qkv_bias)
-        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=cfg.qkv_bias)
-        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=cfg.qkv_bias)
-        self.wo = nn.Linear(cfg.n_heads * hd, cfg.dim, bias=False)
+        self.wq = Linear(cfg.dim, cfg.n_heads * hd, bias=cfg.qkv_bias)
+        self.wk = Linear(cfg.dim, cfg.n_kv_heads * hd, bias=cfg.qkv_bias)
+        self.wv = Linear(cfg.dim, cfg.n_kv_heads * hd, bias=cfg.qkv_bias)
+        self.wo = Linear(cfg.n_heads * hd, cfg.dim, bias=False)
         if cfg.qk_norm:
             self.q_norm = nn.RMSNorm(hd, eps=cfg.norm_eps)
             self.k_norm = nn.RMSNorm(hd, eps=cfg.norm_eps)
@@ -90,9 +121,9 @@ def _rope_complex(x, cos, sin, interleaved):
 class FeedForward(nn.Module):
     def __init__(self, cfg: LlmConfig):
         super().__init__()
-        self.w1 = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)  # gate
-        self.w3 = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)  # up
-        self.w2 = nn.Linear(cfg.hidden_dim, cfg.dim, bias=False)  # down
+        self.w1 = Linear(cfg.dim, cfg.hidden_dim, bias=False)  # gate
+        self.w3 = Linear(cfg.dim, cfg.hidden_dim, bias=False)  # up
+        self.w2 = Linear(cfg.hidden_dim, cfg.dim, bias=False)  # down
 
     def fuse(self):
         """One gate|up projection followed by int4_cuda::swiglu (the same roundings as below)."""
@@ -107,8 +138,8 @@ class FeedForward(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
-def fuse_linears(linears) -> Optional[nn.Linear]:
-    """nn.Linear whose output rows are those of `linears` in order: torchao Int4Tensor weights are
+def fuse_linears(linears) -> Optional[Linear]:
+    """Linear whose output rows are those of `linears` in order: torchao Int4Tensor weights are
     concatenated code-, scale- and zero-wise (per-row metadata, so exact), plain weights as they are.
     None when they cannot share one kernel (int4 mixed with plain, or different group sizes or
     dtypes, as a GGUF with per-tensor types can have). The inputs' storage is released as the
@@ -126,7 +157,7 @@ def fuse_linears(linears) -> Optional[nn.Linear]:
     else:
         return None
     biases = [m.bias for m in linears]
-    fused = nn.Linear(ws[0].shape[1], n, bias=biases[0] is not None, device="meta")
+    fused = Linear(ws[0].shape[1], n, bias=biases[0] is not None, device="meta")
     fused.weight = nn.Parameter(w, requires_grad=False)
     if biases[0] is not None:
         fused.bias = nn.Parameter(torch.cat([b.detach() for b in biases]), requires_grad=False)
@@ -141,23 +172,25 @@ class Block(nn.Module):
         self.ffn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.feed_forward = FeedForward(cfg)
 
-    def forward(self, x, input_pos, cos, sin, export_mode):
-        # x is the residual stream in float32 (as llama.cpp keeps it); the linears see bf16.
-        dt = self.attention.wo.weight.dtype
-        x = x + self.attention(self.attention_norm(x).to(dt), input_pos, cos, sin, export_mode).float()
-        return x + self.feed_forward(self.ffn_norm(x).to(dt)).float()
+    def forward(self, x, input_pos, cos, sin, export_mode, act_dtype):
+        # x is the residual stream in float32 (as llama.cpp keeps it); the linears see act_dtype.
+        x = x + self.attention(self.attention_norm(x).to(act_dtype), input_pos, cos, sin, export_mode).float()
+        return x + self.feed_forward(self.ffn_norm(x).to(act_dtype)).float()
 
 
 class Transformer(nn.Module):
-    def __init__(self, cfg: LlmConfig):
+    def __init__(self, cfg: LlmConfig, dtype: torch.dtype = torch.bfloat16):
         super().__init__()
+        if dtype not in ACTIVATION_DTYPES.values():
+            raise ValueError(f"activation dtype {dtype} is not supported; use torch.bfloat16 or torch.float32")
         self.cfg = cfg
+        self.act_dtype = dtype  # every linear's input (module docstring)
         self.export_mode = False
         self.full_logits = False  # export: logits of every position instead of the last one
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
-        self.output = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.output = None if cfg.tie_embeddings else Linear(cfg.dim, cfg.vocab_size, bias=False)
         cos, sin = rope_tables(cfg)
         self.register_buffer("freqs_cos", cos, persistent=False)
         self.register_buffer("freqs_sin", sin, persistent=False)
@@ -173,11 +206,14 @@ class Transformer(nn.Module):
     def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
         x = self.tok_embeddings(tokens).float()
         for layer in self.layers:
-            x = layer(x, input_pos, self.freqs_cos, self.freqs_sin, self.export_mode)
+            x = layer(x, input_pos, self.freqs_cos, self.freqs_sin, self.export_mode, self.act_dtype)
         if self.export_mode and not self.full_logits:
             x = x[:, -1, :]
         w = self.tok_embeddings.weight if self.output is None else self.output.weight
-        return F.linear(self.norm(x).to(w.dtype), w).float()
+        x = self.norm(x).to(self.act_dtype)  # under f32 activations: never rounded to the table's bf16
+        if self.export_mode or isinstance(w, TorchAOBaseTensor) or w.dtype == x.dtype:
+            return linear(x, w).float()
+        return F.linear(x.float(), w.float()).to(x.dtype).float()  # eager: plain PyTorch, same math
 
 
 def llm_constant_methods(cfg: LlmConfig) -> dict:

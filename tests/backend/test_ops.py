@@ -1,4 +1,5 @@
-"""int4_cuda::int4_plain_mm: reference implementation vs float64, fake kernel shapes."""
+"""int4_cuda ops: int4_plain_mm and linear reference implementations vs float64, fake kernel shapes,
+the LLM ops."""
 import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -30,6 +31,58 @@ def test_reference_matches_float64(seed, m, gs):
     ref = f64_reference(x, q, s, z, gs)
     assert y.dtype == torch.bfloat16 and y.shape == (m, n)
     assert ((y.double() - ref).norm() / ref.norm()) < 1e-2
+
+
+def bf16_operand_f64(q, s, z, gs):
+    """The f32 kernel's weight operand, computed independently: W = q*scale + zero exactly (float64),
+    rounded to float32 (what the kernel's fma gives), then once to bf16."""
+    b = q.to(torch.int64)
+    u = torch.stack([b & 0xF, b >> 4], -1).reshape(q.shape[0], -1).double()
+    w = (u - 8) * s.double().repeat_interleave(gs, 1) + z.double().repeat_interleave(gs, 1)
+    return w.float().to(torch.bfloat16).double()
+
+
+@pytest.mark.parametrize("m", [1, 5, 64])
+@pytest.mark.parametrize("gs", [32, 128])
+def test_float32_activations_use_bf16_weights_and_stay_float32(seed, m, gs):
+    """f32 x: the weight is rounded once to bf16 (the bf16 path's operand), x and the output are
+    never rounded. Against float64 on those weights the only error is float32 summation (~1e-7
+    relative); unrounded weights or a bf16 x or output would miss by 1e-3 or more."""
+    n, k = 80, 512
+    x = torch.randn(m, k, dtype=torch.float32)
+    q, s, z = rand_fields(n, k, gs)
+    y = torch.ops.int4_cuda.int4_plain_mm(x, q, s, z, gs)
+    ref = x.double() @ bf16_operand_f64(q, s, z, gs).t()
+    assert y.dtype == torch.float32 and y.shape == (m, n)
+    assert ((y.double() - ref).norm() / ref.norm()) < 1e-5
+
+
+@pytest.mark.parametrize("x_dtype,w_dtype", [(torch.float32, torch.bfloat16), (torch.bfloat16, torch.float32),
+                                             (torch.float32, torch.float32)])
+def test_linear_reads_each_operand_in_its_own_dtype(seed, x_dtype, w_dtype):
+    """int4_cuda::linear: y = x @ w^T + bias with x, w, bias as stored (a bf16 table with f32 x is
+    neither rounded nor upcast-copied by the caller), f32 sums, output in x's dtype."""
+    x = torch.randn(2, 3, 96).to(x_dtype)
+    w = torch.randn(40, 96).to(w_dtype)
+    bias = torch.randn(40).to(torch.bfloat16)
+    tol = 1e-5 if x_dtype == torch.float32 else 1e-2  # a bf16 output is rounded once
+    for b in (bias, None):
+        y = torch.ops.int4_cuda.linear(x, w, b)
+        ref = x.double() @ w.double().t() + (0 if b is None else b.double())
+        assert y.dtype == x_dtype and y.shape == (2, 3, 40)
+        assert ((y.double() - ref).norm() / ref.norm()) < tol
+
+
+def test_linear_fake_shape_and_checks():
+    with FakeTensorMode():
+        x = torch.empty(1, 7, 576, dtype=torch.float32)
+        w = torch.empty(49152, 576, dtype=torch.bfloat16)
+        y = torch.ops.int4_cuda.linear(x, w)
+        assert y.shape == (1, 7, 49152) and y.dtype == torch.float32
+    with pytest.raises(RuntimeError, match=r"x \[\.\.\., K\] and w \[N, K\] disagree"):
+        torch.ops.int4_cuda.linear(torch.randn(2, 64), torch.randn(8, 32))
+    with pytest.raises(RuntimeError, match=r"bias must be \[N\] = \[8\]"):
+        torch.ops.int4_cuda.linear(torch.randn(2, 32), torch.randn(8, 32), torch.randn(7))
 
 
 def test_fake_kernel_shape_and_checks():

@@ -20,6 +20,21 @@ def smol(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="module")
+def smol_fp32(tmp_path_factory):
+    d = tmp_path_factory.mktemp("smol_fp32")
+    assert export_main(["--backend", "cuda", "--dtype", "fp32", "--output_dir", str(d), "--max_seq_length", "256"]) == 0
+    return d
+
+
+def _graph(folder):
+    from int4_cuda.blob import decode_blob
+    from int4_cuda.pte_file import ProgramFile
+
+    (d,) = ProgramFile.open(str(folder / "smollm2.pte")).delegates()
+    return decode_blob(d.blob, "smollm2")
+
+
 def test_default_export_writes_the_three_files(smol):
     for f in ("smollm2.pte", "smollm2.ptd", "tokenizer.json"):
         assert os.path.getsize(smol / f) > 0, f
@@ -32,12 +47,9 @@ def test_decode_step_is_fused(smol):
     """The decoder exports with its fused projections and ops: per layer one q|k|v and one gate|up
     int4 matvec, QKV_ATTENTION and SWIGLU, residual adds fused with the next norm, casts folded away
     (what keeps a decode step short)."""
-    from int4_cuda.blob import decode_blob
-    from int4_cuda.pte_file import ProgramFile
     from int4_cuda.schema import OP_NAMES
 
-    (d,) = ProgramFile.open(str(smol / "smollm2.pte")).delegates()
-    g = decode_blob(d.blob, "smollm2")
+    g = _graph(smol)
     counts = {}
     for op in g.ops:
         counts[OP_NAMES[op.code]] = counts.get(OP_NAMES[op.code], 0) + 1
@@ -52,8 +64,10 @@ def test_decode_step_is_fused(smol):
     assert "layers.0.attention.wqkv" in names and "layers.0.feed_forward.w13" in names
 
 
-def test_generate_answers_paris(smol, capsys):
-    rc = cli(["generate", "--model", str(smol / "smollm2.pte"), "--prompt", "What is the capital of France?",
+@pytest.mark.parametrize("export", ["smol", "smol_fp32"])
+def test_generate_answers_paris(export, request, capsys):
+    folder = request.getfixturevalue(export)
+    rc = cli(["generate", "--model", str(folder / "smollm2.pte"), "--prompt", "What is the capital of France?",
               "--chat", "--max_new_tokens", "24", "--device", "cpu"])
     out = capsys.readouterr()
     assert rc == 0 and "Paris" in out.out, out.out
@@ -80,7 +94,7 @@ def test_logits_match_eager_at_every_position(smol):
     deq = {k: (CoalescedInt4Tensor.from_int4_tensor(v).dequantize() if hasattr(v, "block_size") else v.float())
            for k, v in state.items()}
     cfg.max_seq_len = 256
-    eager = build_model(cfg, deq).float()
+    eager = build_model(cfg, deq, torch.float32)
     from tokenizers import Tokenizer
 
     ids = Tokenizer.from_file(str(smol / "tokenizer.json")).encode(PASSAGE).ids
@@ -91,6 +105,54 @@ def test_logits_match_eager_at_every_position(smol):
     prog = int4_cuda.load(str(smol / "smollm2.pte"))
     sq = [sqnr_db(ref[t], prog.run("forward", tokens[:, t:t + 1], torch.tensor([t]))[0].reshape(-1)) for t in range(32)]
     assert min(sq) >= 20 and sum(sq) / len(sq) >= 35, f"window {start}: worst {min(sq):.1f} dB, mean {sum(sq) / 32:.1f} dB"
+
+
+def test_fp32_export_feeds_float32_into_every_linear(smol_fp32):
+    """--dtype fp32: every int4 matmul takes and returns f32 (its weights are the same bf16-scaled
+    int4 constants), and the lm_head is one LINEAR reading the f32 final hidden state against the
+    bf16 tied embedding table, stored once (not as a second, f32 copy)."""
+    from int4_cuda.schema import DType, OpCode
+
+    g = _graph(smol_fp32)
+    mms = [op for op in g.ops if op.code == OpCode.INT4_PLAIN_MM]
+    assert len(mms) == 4 * 30
+    for op in mms:
+        assert [g.values[i].dtype for i in op.inputs + op.outputs] == [DType.FLOAT32, DType.FLOAT32], op.name
+    (head,) = [op for op in g.ops if op.code == OpCode.LINEAR]
+    x, w = (g.values[i] for i in head.inputs[:2])
+    assert (x.dtype, w.dtype, g.values[head.outputs[0]].dtype) == (DType.FLOAT32, DType.BFLOAT16, DType.FLOAT32)
+    assert [d.offset for d in w.dims] == [49152, 576] and w.constantKey
+    (emb,) = [op for op in g.ops if op.code == OpCode.EMBEDDING]
+    assert g.values[emb.inputs[0]].constantKey == w.constantKey  # tied: one table for both
+    # no float32 copy of the table anywhere
+    assert not [t for t in g.values if t.constantKey and t.dtype == DType.FLOAT32 and [d.offset for d in t.dims] == [49152, 576]]
+
+
+def test_fp32_logits_match_eager_at_every_position(smol_fp32):
+    """The fp32 export, fed a 32-token window of PASSAGE one token per step through its KV cache,
+    against the float32 eager model on the same weights the kernels use: each int4 weight
+    dequantized and rounded once to bf16. Only float32 summation order differs, so the issue's
+    >= 30 dB at every position holds with a wide margin. Measured (2026-11-26, 8 windows of the
+    reference executor): worst position 101.7-110.9 dB, mean 116.1-118.3 dB. Also asserted: 80 dB,
+    which any bf16 rounding of activations breaks (the lm_head input alone costs 35-45 dB worst,
+    docs/notes/numerics.md)."""
+    cfg, state, _, _ = load_gguf(default_gguf())
+    deq = {k: (CoalescedInt4Tensor.from_int4_tensor(v).dequantize().to(torch.bfloat16).float()
+               if hasattr(v, "block_size") else v.float()) for k, v in state.items()}
+    cfg.max_seq_len = 256
+    eager = build_model(cfg, deq, torch.float32)
+    from tokenizers import Tokenizer
+
+    ids = Tokenizer.from_file(str(smol_fp32 / "tokenizer.json")).encode(PASSAGE).ids
+    start = int.from_bytes(os.urandom(2), "little") % (len(ids) - 32)
+    tokens = torch.tensor([ids[start:start + 32]])
+    with torch.no_grad():
+        ref = eager(tokens, torch.tensor([0]))[0]  # [32, V], causal over the whole prompt
+    prog = int4_cuda.load(str(smol_fp32 / "smollm2.pte"))
+    sq = [sqnr_db(ref[t], prog.run("forward", tokens[:, t:t + 1], torch.tensor([t]))[0].reshape(-1)) for t in range(32)]
+    msg = f"window {start}: worst {min(sq):.1f} dB, mean {sum(sq) / 32:.1f} dB"
+    assert min(sq) >= 30, msg
+    assert min(sq) >= 80, msg
 
 
 def test_bad_arguments(tmp_path, capsys):

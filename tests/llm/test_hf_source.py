@@ -42,12 +42,14 @@ def make_checkpoint(kind, folder, sharded=False):
     return model
 
 
-@pytest.mark.parametrize("kind,sharded", [("llama", True), ("qwen2", False), ("qwen3", False)])
-def test_hf_folder_export_matches_transformers(tmp_path, kind, sharded):
+@pytest.mark.parametrize("kind,sharded,dtype", [("llama", True, "bf16"), ("qwen2", False, "bf16"), ("qwen3", False, "bf16"),
+                                                ("qwen2", False, "fp32")])  # fp32: bf16 q/k/v biases promote
+def test_hf_folder_export_matches_transformers(tmp_path, kind, sharded, dtype):
     ckpt = tmp_path / "ckpt"
     model = make_checkpoint(kind, str(ckpt), sharded)
     assert sharded == (len([f for f in os.listdir(ckpt) if f.endswith(".safetensors")]) > 1)
-    r = export_llm(checkpoint=str(ckpt), output_dir=str(tmp_path / "out"), max_seq_length=64, full_logits=True)
+    r = export_llm(checkpoint=str(ckpt), output_dir=str(tmp_path / "out"), max_seq_length=64, full_logits=True,
+                   dtype=dtype)
     # transformers' model with our int4 weights (dequantized), computing in float32
     _, state = load_hf_folder(str(ckpt), 32)
     ref = model.float().eval()
@@ -59,6 +61,8 @@ def test_hf_folder_export_matches_transformers(tmp_path, kind, sharded):
             if not hasattr(v, "block_size"):
                 continue
             w = CoalescedInt4Tensor.from_int4_tensor(v).dequantize(torch.float32)
+            if dtype == "fp32":  # the weights as its kernels use them: rounded once to bf16
+                w = w.to(torch.bfloat16).float()
             if k == "output.weight":
                 ref.lm_head.weight.copy_(w)
                 continue
@@ -74,7 +78,9 @@ def test_hf_folder_export_matches_transformers(tmp_path, kind, sharded):
     (got,) = prog.run("forward", tokens, torch.tensor([0]))
     got = got[0]
     assert got.shape == want.shape
-    assert sqnr_db(want, got) >= 30, f"{kind}: {sqnr_db(want, got):.1f} dB"
+    # fp32: transformers' float32 model on the same bf16 weights, only summation order differs
+    # (measured 100.8 dB; bf16 exports 44-48 dB against unrounded weights)
+    assert sqnr_db(want, got) >= (80 if dtype == "fp32" else 30), f"{kind} {dtype}: {sqnr_db(want, got):.1f} dB"
 
 
 def test_hf_folder_errors(tmp_path):
