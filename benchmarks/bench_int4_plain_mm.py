@@ -34,6 +34,10 @@ DECODE_SHAPES = [(28672, 4096), (4096, 14336), (21504, 5376), (5376, 21504), (12
 SMOL_SHAPES = [(192, 576), (576, 576), (1536, 576), (3072, 576), (49152, 576), (576, 1536), (3072, 1536)]
 SMALL_M_SHAPES = [(4096, 4096), (28672, 4096), (4096, 14336)]
 PREFILL_SHAPES = [(4096, 4096), (6144, 4096), (28672, 4096), (4096, 14336)]
+# f32 activations (int4_cuda_int4_plain_mm_f32, export_llm --dtype fp32) next to bf16 at the same shape.
+F32_PLAN = [(28672, 4096, 1), (4096, 4096, 1), (21504, 5376, 1), (1536, 576, 1), (3072, 576, 1), (49152, 576, 1),
+            (576, 1536, 1), (4096, 4096, 4), (4096, 4096, 16), (4096, 4096, 64), (4096, 4096, 512), (3072, 576, 64)]
+F32_VARIANTS = {13: "XS persistent", 14: "XS block/tile", 9: "prefill kernel"}
 DECODE_VARIANTS = {4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent", 13: "XS U1 persistent", 14: "XS U1 block/tile", 15: "XS U2 persistent"}
 
 
@@ -53,6 +57,8 @@ def load_lib(path):
     vp, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.int4_cuda_int4_plain_mm_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp, ctypes.c_int]
     lib.int4_cuda_int4_plain_mm_variant.restype = ctypes.c_int
+    lib.int4_cuda_int4_plain_mm_f32_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp, ctypes.c_int]
+    lib.int4_cuda_int4_plain_mm_f32_variant.restype = ctypes.c_int
     lib.int4_cuda_status_string.restype = ctypes.c_char_p
     lib.int4_cuda_last_cuda_error.restype = ctypes.c_char_p
     return lib
@@ -134,10 +140,12 @@ class Case:
         self.z = [(torch.randn(N, K // gs, device=DEV) * 0.02).to(torch.bfloat16) for _ in range(nc)]
 
 
-def time_ours(lib, case, M, variant=0, check=True):
+def time_ours(lib, case, M, variant=0, check=True, f32=False):
     N, K, gs = case.N, case.K, case.gs
-    x = torch.randn(M, K, device=DEV).to(torch.bfloat16)
-    outs = [torch.empty(M, N, device=DEV, dtype=torch.bfloat16) for _ in case.q]
+    dt = torch.float32 if f32 else torch.bfloat16
+    entry = lib.int4_cuda_int4_plain_mm_f32_variant if f32 else lib.int4_cuda_int4_plain_mm_variant
+    x = torch.randn(M, K, device=DEV).to(dt)
+    outs = [torch.empty(M, N, device=DEV, dtype=dt) for _ in case.q]
     stream_of = lambda: torch.cuda.current_stream().cuda_stream
 
     def mk(i):
@@ -145,7 +153,7 @@ def time_ours(lib, case, M, variant=0, check=True):
         args = (x.data_ptr(), q.data_ptr(), s.data_ptr(), z.data_ptr(), o.data_ptr(), M, N, K, gs)
 
         def f():
-            rc = lib.int4_cuda_int4_plain_mm_variant(*args, stream_of(), variant)
+            rc = entry(*args, stream_of(), variant)
             if rc != 0:
                 raise RuntimeError(f"rc={rc} {lib.int4_cuda_status_string(rc).decode()} "
                                    f"{lib.int4_cuda_last_cuda_error().decode()}")
@@ -157,7 +165,7 @@ def time_ours(lib, case, M, variant=0, check=True):
         mk(0)()
         torch.cuda.synchronize()
         w = dequant_bf16(case.q[0], case.s[0], case.z[0], gs).float()
-        ref = x.float() @ w.t()
+        ref = (x.double() @ w.double().t()).float()
         err = (torch.linalg.norm(outs[0].float() - ref) / torch.linalg.norm(ref)).item()
         if not math.isfinite(err):
             err = float("inf")
@@ -254,8 +262,10 @@ def main():
             for M in ((64, 512) if args.quick else (33, 64, 128, 512)):
                 plan.append(("prefill", N, K, M, 32))
             plan.append(("prefill", N, K, 512, 128))
+    if "f32" in sections:
+        plan += [("f32", N, K, M, 32) for N, K, M in F32_PLAN]
 
-    rows, vrows = [], []
+    rows, vrows, f32_rows = [], [], []
     cases = {}
     for sec, N, K, M, gs in plan:
         key = (N, K, gs)
@@ -264,9 +274,23 @@ def main():
             torch.cuda.empty_cache()
             cases[key] = Case(N, K, gs)
         case = cases[key]
-        t, err = time_ours(lib, case, M)
-        byts = int4_bytes(N, K, gs) + M * K * 2 + M * N * 2
+        f32 = sec == "f32"
+        t, err = time_ours(lib, case, M, f32=f32)
+        byts = int4_bytes(N, K, gs) + (M * K + M * N) * (4 if f32 else 2)
         tg = cb = None
+        if f32:  # the peer is our own bf16 entry point at the same shape
+            r = dict(section=sec, N=N, K=K, M=M, gs=gs, us=t, pct_copy=100 * byts / t / 1e3 / copy_bw, relerr=err,
+                     bf16_us=time_ours(lib, case, M, check=False)[0])
+            f32_rows.append(r)
+            print(f"f32      {N:>6}x{K:<6} M={M:<4} {t:9.2f} us {r['pct_copy']:5.1f}% bf16 {r['bf16_us']:9.2f} us "
+                  f"err {err:.2e}", flush=True)
+            for v, name in (F32_VARIANTS.items() if args.variants else ()):
+                if M <= 16 or v == 9:
+                    tv, ev = time_ours(lib, case, M, variant=v, f32=True)
+                    vrows.append(dict(N=N, K=K, M=M, gs=gs, variant=v, name="f32 " + name, us=tv,
+                                      pct_copy=100 * byts / tv / 1e3 / copy_bw, relerr=ev))
+                    print(f"   f32 variant {v} ({name}): {tv:9.2f} us err {ev:.1e}", flush=True)
+            continue
         if not args.no_peers:
             if sec in ("decode", "smol", "smallm") or M <= 64:
                 tg = time_tinygemm(case, M)
@@ -307,21 +331,32 @@ def main():
     lines.append("Peer times (µs): " + "; ".join(
         f"{r['N']}×{r['K']} M{r['M']} gs{r['gs']}: tinygemm {fmt(r['tinygemm_us'], '.2f')}, cuBLAS {fmt(r['cublas_us'], '.2f')}" for r in rows))
     if vrows:
-        lines += ["", "## decode variants (gs 32)", "", "| shape | M | variant | µs | % of copy |", "|---|---|---|---|---|"]
+        lines += ["", "## decode variants (gs 32; f32 rows: f32 activations)", "", "| shape | M | variant | µs | % of copy |", "|---|---|---|---|---|"]
         for v in vrows:
             lines.append(f"| {v['N']}×{v['K']} | {v['M']} | {v['variant']} {v['name']} | {v['us']:.2f} | {v['pct_copy']:.1f} |")
+    if f32_rows:
+        lines += ["", "## f32 activations (int4_cuda_int4_plain_mm_f32) vs bf16, gs 32", "",
+                  "GB/s and % of copy count x and out at 4 bytes. rel err vs float64 on the bf16 weights.", "",
+                  "| shape N×K | M | f32 µs | % of copy | bf16 µs | f32 ÷ bf16 time | rel err |", "|---|---|---|---|---|---|---|"]
+        for r in f32_rows:
+            lines.append(f"| {r['N']}×{r['K']} | {r['M']} | {r['us']:.2f} | {r['pct_copy']:.1f} | {r['bf16_us']:.2f} | "
+                         f"{r['us'] / r['bf16_us']:.2f} | {r['relerr']:.1e} |")
     md = "\n".join(lines) + "\n"
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "int4_plain_mm_results.md").write_text(md)
-    (out / "bench.json").write_text(json.dumps(dict(card=card, date=date, commit=commit, copy_bw=copy_bw, rows=rows, variants=vrows), indent=1))
+    (out / "bench.json").write_text(json.dumps(dict(card=card, date=date, commit=commit, copy_bw=copy_bw, rows=rows,
+                                                    variants=vrows, f32=f32_rows), indent=1))
     # short table last
     print()
     print(f"{'shape':>13} {'M':>4} {'gs':>3} {'us':>8} {'GB/s':>6} {'%copy':>6} {'xTG':>5} {'xCB':>5} {'err':>7}")
     for r in rows:
         print(f"{r['N']:>6}x{r['K']:<6} {r['M']:>4} {r['gs']:>3} {r['us']:8.2f} {r['gbps']:6.0f} {r['pct_copy']:6.1f} "
               f"{fmt(r['x_tinygemm'], '5.2f'):>5} {fmt(r['x_cublas'], '5.2f'):>5} {r['relerr']:7.1e}")
-    bad = [r for r in rows if not (r["relerr"] <= 1e-2)]
+    for r in f32_rows:
+        print(f"f32 {r['N']:>6}x{r['K']:<6} {r['M']:>4} {r['us']:8.2f} us ({r['pct_copy']:5.1f}%) vs bf16 {r['bf16_us']:8.2f} us "
+              f"= {r['us'] / r['bf16_us']:.2f}x  err {r['relerr']:.1e}")
+    bad = [r for r in rows if not (r["relerr"] <= 1e-2)] + [r for r in f32_rows if not (r["relerr"] <= 1e-4)]
     if bad:
         print(f"WARNING: {len(bad)} rows with rel err > 1e-2")
 

@@ -107,6 +107,43 @@ __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
   return (uint16_t)(u >> 16);
 }
 
+// f32 activations (int4_cuda_int4_plain_mm_f32): each x is split into two bf16 parts,
+// hi = bf16(x) and lo = bf16(x - hi) (round-to-nearest-even; x - hi is exact in f32), and the
+// kernels multiply both with the same bf16 weights and add the two f32 results: 16 mantissa bits of
+// x reach the tensor cores, |x - hi - lo| <= 2^-18 |x|. Where x - hi is NaN (x = +-inf, or |x| past
+// bf16's largest finite) lo = 0, so inf stays inf; a NaN x is NaN through hi.
+__device__ __forceinline__ uint32_t cvt_bf16x2(float e0, float e1) {  // e0 -> low half
+  uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(e1), "f"(e0));
+  return r;
+}
+__device__ __forceinline__ void split2(float e0, float e1, uint32_t& hi, uint32_t& lo) {
+  hi = cvt_bf16x2(e0, e1);
+  float r0 = e0 - __uint_as_float(hi << 16), r1 = e1 - __uint_as_float(hi & 0xFFFF0000u);
+  lo = cvt_bf16x2(r0 == r0 ? r0 : 0.f, r1 == r1 ? r1 : 0.f);
+}
+
+// 8 consecutive f32 of x -> their bf16 hi and lo parts, each packed like a bf16 load of 8.
+__device__ __forceinline__ void split8(float4 a, float4 b, uint4& hi, uint4& lo) {
+  split2(a.x, a.y, hi.x, lo.x);
+  split2(a.z, a.w, hi.y, lo.y);
+  split2(b.x, b.y, hi.z, lo.z);
+  split2(b.z, b.w, hi.w, lo.w);
+}
+__device__ __forceinline__ uint4 split8_part(float4 a, float4 b, bool lo_part) {
+  uint4 hi, lo;
+  split8(a, b, hi, lo);
+  return lo_part ? lo : hi;
+}
+
+// 8 activations (k 0..7) in natural order -> the decode MMA's B registers (k pairs (0,4) (1,5) and
+// (2,6) (3,7); see the decode kernel).
+__device__ __forceinline__ uint4 b_fragment(uint4 v) {
+  return make_uint4(prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632), prmt(v.y, v.w, 0x5410), prmt(v.y, v.w, 0x7632));
+}
+
+__device__ __forceinline__ float4 ld_nc_f4(const float* p) { return __ldg(reinterpret_cast<const float4*>(p)); }
+
 // ------------------------------------------------------------------------------------------------
 // Decode kernel: M <= 32 (NT token tiles of 8: NT = 1 for M <= 8, 2 for M <= 16, 4 for M <= 32).
 //
@@ -138,11 +175,19 @@ struct DecodeBatch {
 // lanes of a phase read 64 contiguous bytes (no bank conflict) and the g lanes broadcast.
 // Needs K/128 * 256 bytes of shared memory per block. (With M > 1 the token index sits between
 // t's and made 2-4-way bank conflicts: measured 6 % slower at M = 2, 35 % at M = 8.)
-template <int U, int NT, int MINB, bool XPRE, bool FULLK = false, bool XS = false>
+// XF32: x and out are f32 [M/2, K] and [M/2, N]; M counts MMA columns, column c is the hi (c even)
+// or lo (c odd) bf16 part of activation row c/2 (split8). The two parts of a row land in the same
+// lane's accumulators (d0/d1), so the epilogue adds them and writes f32, never rounding to bf16.
+// XF32 + XS (one f32 row): both parts are staged, [k-iteration][word i][part][chunk t], and lane g
+// reads part g & 1 (lanes g >= 2 feed unused columns); 8 distinct 16-byte reads per phase.
+template <int U, int NT, int MINB, bool XPRE, bool FULLK = false, bool XS = false, bool XF32 = false>
 __global__ void __launch_bounds__(256, MINB)
-    int4_mm_decode_kernel(const uint16_t* __restrict__ x, const uint8_t* __restrict__ q,
+    int4_mm_decode_kernel(const void* __restrict__ xv_, const uint8_t* __restrict__ q,
                           const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
-                          uint16_t* __restrict__ out, int M, int N, int K, int gs_shift) {
+                          void* __restrict__ out_, int M, int N, int K, int gs_shift) {
+  static_assert(!XF32 || !XPRE, "f32 activations are not loaded with the weights");
+  const uint16_t* x = static_cast<const uint16_t*>(xv_);
+  const float* xf = static_cast<const float*>(xv_);
   // Before any global access (shims/pdl.cuh). No early pdl_trigger(): the next kernel's blocks
   // would park on SM slots this weight stream uses (measured slower on the llama3 presets).
   int4_cuda::pdl_wait();
@@ -170,10 +215,12 @@ __global__ void __launch_bounds__(256, MINB)
   };
   bool has_x[NT];
   const uint16_t* xr[NT];
+  const float* xfr[NT];  // XF32: row (g + 8nt) / 2, part (g + 8nt) & 1 = g & 1
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
     has_x[nt] = g + 8 * nt < M;
     xr[nt] = x + (int64_t)(has_x[nt] ? g + 8 * nt : 0) * K;
+    xfr[nt] = xf + (int64_t)(has_x[nt] ? (g + 8 * nt) >> 1 : 0) * K;
   }
   // Each warp owns a contiguous run of k-iterations (long sequential reads of each weight row).
   const int KI = (K + 127) >> 7;
@@ -186,7 +233,8 @@ __global__ void __launch_bounds__(256, MINB)
   for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
 
   extern __shared__ uint4 xs_smem[];
-  uint4* xs = xs_smem + (int64_t)warp * per_warp * 16;  // this warp's staged activations
+  constexpr int kParts = XF32 ? 2 : 1;
+  uint4* xs = xs_smem + (int64_t)warp * per_warp * 16 * kParts;  // this warp's staged activations
   if (XS) {
     static_assert(!XS || NT == 1, "XS stages one token");
     const int units = max(0, it_end - it_begin) * 4;  // (k-iteration, chunk)
@@ -195,10 +243,16 @@ __global__ void __launch_bounds__(256, MINB)
       const int kb = (it_begin + il) * 128 + tc * 32;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (FULLK || kb < K) v = ld_nc_u4(x + kb + 8 * i);
-        xs[(il * 4 + i) * 4 + tc] = make_uint4(prmt(v.x, v.z, 0x5410), prmt(v.x, v.z, 0x7632),
-                                               prmt(v.y, v.w, 0x5410), prmt(v.y, v.w, 0x7632));
+        if constexpr (XF32) {
+          uint4 hi = make_uint4(0, 0, 0, 0), lo = hi;
+          if (FULLK || kb < K) split8(ld_nc_f4(xf + kb + 8 * i), ld_nc_f4(xf + kb + 8 * i + 4), hi, lo);
+          xs[((il * 4 + i) * 2 + 0) * 4 + tc] = b_fragment(hi);
+          xs[((il * 4 + i) * 2 + 1) * 4 + tc] = b_fragment(lo);
+        } else {
+          uint4 v = make_uint4(0, 0, 0, 0);
+          if (FULLK || kb < K) v = ld_nc_u4(x + kb + 8 * i);
+          xs[(il * 4 + i) * 4 + tc] = b_fragment(v);
+        }
       }
     }
     __syncwarp();
@@ -251,7 +305,8 @@ __global__ void __launch_bounds__(256, MINB)
           // This lane's B registers, staged (token 0 for every g: columns 1-7 are never stored).
           // A U > 1 overrun (it >= it_end) has nothing staged and zero weights: skip it.
           if (it >= it_end) continue;
-          const uint4 bv = xs[((it - it_begin) * 4 + i) * 4 + t];
+          const uint4 bv = XF32 ? xs[(((it - it_begin) * 4 + i) * 2 + (g & 1)) * 4 + t]
+                                : xs[((it - it_begin) * 4 + i) * 4 + t];
           dequant_word(wa[i], s02, z02, pa);
           dequant_word(wb[i], s12, z12, pb);
           mma_16816(acc[0], pa[0], pb[0], pa[1], pb[1], bv.x, bv.y);
@@ -259,11 +314,16 @@ __global__ void __launch_bounds__(256, MINB)
         } else {
           uint4 xv[NT];
 #pragma unroll
-          for (int nt = 0; nt < NT; ++nt)
+          for (int nt = 0; nt < NT; ++nt) {
             // Lanes without a token (g + 8nt >= M) read row 0: their D columns are never stored,
             // and a load with no zero-select is cheaper. Only reads beyond K must not happen.
-            xv[nt] = (XPRE && nt == 0) ? b.xv[XPRE ? u : 0][i]
-                     : in_k ? ld_nc_u4(xr[nt] + kb + 8 * i) : make_uint4(0, 0, 0, 0);
+            if constexpr (XF32)
+              xv[nt] = in_k ? split8_part(ld_nc_f4(xfr[nt] + kb + 8 * i), ld_nc_f4(xfr[nt] + kb + 8 * i + 4), g & 1)
+                            : make_uint4(0, 0, 0, 0);
+            else
+              xv[nt] = (XPRE && nt == 0) ? b.xv[XPRE ? u : 0][i]
+                       : in_k ? ld_nc_u4(xr[nt] + kb + 8 * i) : make_uint4(0, 0, 0, 0);
+          }
           dequant_word(wa[i], s02, z02, pa);
           dequant_word(wb[i], s12, z12, pb);
           // x (e0,e1)(e2,e3)(e4,e5)(e6,e7) -> (e0,e4)(e1,e5) and (e2,e6)(e3,e7)
@@ -311,10 +371,17 @@ __global__ void __launch_bounds__(256, MINB)
       const int r = e >> 5, l = e & 31;
       const int m = 8 * (r >> 2) + 2 * (l & 3) + (r & 1);
       const int n = n0_done + (l >> 2) + 8 * ((r & 3) >> 1);
-      if (m < M && n < N) {
+      if (XF32) {
+        // Column pair (m, m + 1) = (hi, lo) of f32 row m / 2; handled by the even r.
+        if ((r & 1) == 0 && m < M && n < N) {
+          float hi = 0.f, lo = 0.f;
+          for (int w = 0; w < WK; ++w) hi += red[w][r][l], lo += red[w][r + 1][l];
+          static_cast<float*>(out_)[(int64_t)(m >> 1) * N + n] = hi + lo;
+        }
+      } else if (m < M && n < N) {
         float sum = 0.f;
         for (int w = 0; w < WK; ++w) sum += red[w][r][l];
-        out[(int64_t)m * N + n] = f32_to_bf16_bits(sum);
+        static_cast<uint16_t*>(out_)[(int64_t)m * N + n] = f32_to_bf16_bits(sum);
       }
     }
     if (next >= tiles) break;
@@ -332,6 +399,10 @@ __global__ void __launch_bounds__(256, MINB)
 // of tile kt from xs[kt%S] and wbf[kt%2], dequantizes tile kt+1 (raw stage (kt+1)%S) into
 // wbf[(kt+1)%2], then waits for stage kt+2 and syncs. K % 64 == 32 is handled by zero-filling the
 // upper half of the last k-tile (x and weights; its scale/zero read as 0).
+// XF32 (f32 activations): a block takes 64 tokens; in each 16-row MMA tile rows 0-7 hold the hi and
+// rows 8-15 the lo bf16 parts (split8) of the same 8 tokens, so d0+d2 and d1+d3 are a token's f32
+// results. Their x tiles are loaded to registers before the MMAs and split into shared memory after
+// them (cp.async cannot convert).
 constexpr int PF_BM = 128, PF_BN = 128, PF_BK = 64, PF_LD = 72;  // LD: padded row (bf16), 144 B
 constexpr int PF_THREADS = 256;
 
@@ -361,12 +432,15 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) 
                : "r"(s));
 }
 
-template <int S>
+template <int S, bool XF32 = false>
 __global__ void __launch_bounds__(PF_THREADS, 2)
-    int4_mm_prefill_kernel(const uint16_t* __restrict__ x, const uint8_t* __restrict__ q,
+    int4_mm_prefill_kernel(const void* __restrict__ xv_, const uint8_t* __restrict__ q,
                            const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
-                           uint16_t* __restrict__ out, int M, int N, int K, int gs_shift) {
+                           void* __restrict__ out_, int M, int N, int K, int gs_shift) {
   static_assert(S >= 3, "pipeline needs >= 3 stages");
+  constexpr int TOK = XF32 ? PF_BM / 2 : PF_BM;  // tokens per block
+  const uint16_t* x = static_cast<const uint16_t*>(xv_);
+  const float* xf = static_cast<const float*>(xv_);
   // Before any global access (shims/pdl.cuh). No early pdl_trigger(): the next kernel's blocks
   // would park on SM slots this weight stream uses (measured slower on the llama3 presets).
   int4_cuda::pdl_wait();
@@ -378,8 +452,8 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
   const int warp = tid >> 5;
   const int wm = warp & 1;   // token half: 64 tokens
   const int wn = warp >> 1;  // weight-row quarter: 32 rows
-  const int mtiles = (M + PF_BM - 1) / PF_BM;
-  const int m0 = (blockIdx.x % mtiles) * PF_BM;
+  const int mtiles = (M + TOK - 1) / TOK;
+  const int m0 = (blockIdx.x % mtiles) * TOK;
   const int n0 = (blockIdx.x / mtiles) * PF_BN;
   const int KT = (K + PF_BK - 1) / PF_BK;
   const int G = K >> gs_shift;
@@ -396,6 +470,39 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
     xrow_ok[i] = m0 + xrow[i] < M;
     xsrc[i] = x + (int64_t)min(m0 + xrow[i], M - 1) * K + xpart[i] * 8;
   }
+  // XF32 x: 64 tokens x 8 chunks of 8 floats; thread handles chunks tid + 256 i (i < 2).
+  const float* xfsrc[2];
+  int xftok[2], xfpart[2];
+  bool xftok_ok[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int c = tid + i * PF_THREADS;
+    xftok[i] = c >> 3;
+    xfpart[i] = c & 7;
+    xftok_ok[i] = m0 + xftok[i] < M;
+    xfsrc[i] = xf + (int64_t)min(m0 + xftok[i], M - 1) * K + xfpart[i] * 8;
+  }
+  float4 xfv[2][2];
+  auto xf_fetch = [&](int kt) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const bool ok = kt < KT && xftok_ok[i] && kt * PF_BK + xfpart[i] * 8 < K;
+      xfv[i][0] = ok ? ld_nc_f4(xfsrc[i] + kt * PF_BK) : make_float4(0.f, 0.f, 0.f, 0.f);
+      xfv[i][1] = ok ? ld_nc_f4(xfsrc[i] + kt * PF_BK + 4) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+  };
+  auto xf_store = [&](int kt) {  // token t -> rows 16(t/8) + t%8 (hi) and + 8 (lo)
+    if (kt >= KT) return;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int row = (xftok[i] >> 3) * 16 + (xftok[i] & 7);
+      uint16_t* dst = &sm.xs[kt % S][row][xfpart[i] * 8];
+      uint4 hi, lo;
+      split8(xfv[i][0], xfv[i][1], hi, lo);
+      *reinterpret_cast<uint4*>(dst) = hi;
+      *reinterpret_cast<uint4*>(dst + 8 * PF_LD) = lo;
+    }
+  };
   // raw weights: 128 rows x 2 chunks of 16 B (32 k each); thread = (row tid/2, chunk tid%2).
   // The same (row, 32-k half) is what the thread dequantizes.
   const int dq_row = tid >> 1, dq_half = tid & 1;
@@ -409,7 +516,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
       const int slot = kt % S;
       const int k0 = kt * PF_BK;
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < (XF32 ? 0 : 4); ++i) {
         // Token rows >= M are zero-filled, not re-read (clamped duplicate reads of one row by many
         // threads measured 2x slower for M = 33..64).
         const bool ok = xrow_ok[i] && k0 + xpart[i] * 8 < K;
@@ -461,7 +568,10 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
 
   // Prologue.
 #pragma unroll
-  for (int s = 0; s < S - 1; ++s) load_stage(s);
+  for (int s = 0; s < S - 1; ++s) {
+    load_stage(s);
+    if (XF32) xf_fetch(s), xf_store(s);
+  }
   cp_async_wait<S - 3>();  // stages 0 and 1 landed
   __syncthreads();
   uint32_t sa, za, sb, zb;
@@ -476,6 +586,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
 
   for (int kt = 0; kt < KT; ++kt) {
     load_stage(kt + S - 1);
+    if (XF32) xf_fetch(kt + S - 1);  // stored after this tile's MMAs (slot (kt-1)%S, free since the last barrier)
     uint32_t sc, zc;
     ld_sz(kt + 3, sc, zc);
     const int slot = kt % S;
@@ -497,6 +608,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
           mma_16816(acc[mt][nt], af[mt][0], af[mt][1], af[mt][2], af[mt][3],
                     bfr[nt >> 1][(nt & 1) * 2], bfr[nt >> 1][(nt & 1) * 2 + 1]);
     }
+    if (XF32) xf_store(kt + S - 1);
     if (kt + 1 < KT) dequant_tile(kt + 1, sa, za);
     sa = sb; za = zb; sb = sc; zb = zc;
     cp_async_wait<S - 3>();
@@ -505,6 +617,29 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
 
   // Epilogue: d0 (tok g, wrow 2t) d1 (tok g, wrow 2t+1) d2/d3 tok g+8.
   const int g = lane >> 2, t = lane & 3;
+  if constexpr (XF32) {  // d0 + d2, d1 + d3: hi + lo of token m0 + 8 (tile) + g
+    float* outf = static_cast<float*>(out_);
+    const bool vec2 = ((N & 1) == 0) && ((reinterpret_cast<uintptr_t>(outf) & 7) == 0);
+#pragma unroll
+    for (int mt = 0; mt < 4; ++mt) {
+      const int m = m0 + (wm * 4 + mt) * 8 + g;
+      if (m >= M) continue;
+      float* orow = outf + (int64_t)m * N;
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int n = n0 + wn * 32 + nt * 8 + 2 * t;
+        const float v0 = acc[mt][nt][0] + acc[mt][nt][2], v1 = acc[mt][nt][1] + acc[mt][nt][3];
+        if (vec2 && n + 1 < N) {
+          *reinterpret_cast<float2*>(orow + n) = make_float2(v0, v1);
+        } else {
+          if (n < N) orow[n] = v0;
+          if (n + 1 < N) orow[n + 1] = v1;
+        }
+      }
+    }
+    return;
+  }
+  uint16_t* out = static_cast<uint16_t*>(out_);
   const bool vec_ok = ((N & 1) == 0) && ((reinterpret_cast<uintptr_t>(out) & 3) == 0);
 #pragma unroll
   for (int mt = 0; mt < 4; ++mt) {
@@ -545,7 +680,7 @@ constexpr int64_t kMaxDim = int64_t(1) << 30;
 
 // Argument checks, in the order of the status codes. Touches no CUDA API.
 int check_args(const void* x, const void* qdata, const void* scale, const void* zero,
-               const void* out, int64_t M, int64_t N, int64_t K, int64_t gs) {
+               const void* out, int64_t M, int64_t N, int64_t K, int64_t gs, int out_elem) {
   if (!x) return INT4_CUDA_ERR_NULL_X;
   if (!qdata) return INT4_CUDA_ERR_NULL_QDATA;
   if (!scale) return INT4_CUDA_ERR_NULL_SCALE;
@@ -561,18 +696,18 @@ int check_args(const void* x, const void* qdata, const void* scale, const void* 
   if (reinterpret_cast<uintptr_t>(qdata) % 16) return INT4_CUDA_ERR_MISALIGNED_QDATA;
   if (reinterpret_cast<uintptr_t>(scale) % 2) return INT4_CUDA_ERR_MISALIGNED_SCALE;
   if (reinterpret_cast<uintptr_t>(zero) % 2) return INT4_CUDA_ERR_MISALIGNED_ZERO;
-  if (reinterpret_cast<uintptr_t>(out) % 2) return INT4_CUDA_ERR_MISALIGNED_OUT;
+  if (reinterpret_cast<uintptr_t>(out) % out_elem) return INT4_CUDA_ERR_MISALIGNED_OUT;
   return INT4_CUDA_OK;
 }
 
 int gs_shift_of(int64_t gs) { return gs == 32 ? 5 : gs == 64 ? 6 : gs == 128 ? 7 : 8; }
 
 struct Args {
-  const uint16_t* x;
+  const void* x;  // bf16, or f32 for the f32 entry points
   const uint8_t* q;
   const uint16_t* s;
   const uint16_t* z;
-  uint16_t* out;
+  void* out;      // same dtype as x
   int M, N, K, gsh;
 };
 
@@ -582,22 +717,25 @@ constexpr int kMaxDevices = 64;
 // block per 16 weight rows, or (persistent) one resident wave of blocks striding over row tiles.
 // XS: the activations are staged in dynamic shared memory (at most kXsMaxSmem; see xs_fits).
 constexpr int kXsMaxSmem = 64 * 1024;
-size_t xs_smem_bytes(const Args& a, int wk) {
+size_t xs_smem_bytes(const Args& a, int wk, int parts = 1) {  // parts: 2 for f32 (hi, lo)
   const int ki = (a.K + 127) / 128;
   if (wk > ki) wk = ki;
   const int per_warp = (ki + wk - 1) / wk;
-  return (size_t)wk * per_warp * 16 * sizeof(uint4);
+  return (size_t)wk * per_warp * 16 * parts * sizeof(uint4);
 }
 bool xs_fits(const Args& a) { return a.M == 1 && xs_smem_bytes(a, 8) <= (size_t)kXsMaxSmem; }
+// f32 (a.M = MMA columns): one f32 row, both parts staged.
+bool xs_fits_f32(const Args& a) { return a.M == 2 && xs_smem_bytes(a, 8, 2) <= (size_t)kXsMaxSmem; }
 
-template <int U, int NT, int MINB, bool XPRE = false, bool FULLK = false, bool XS = false>
+// XF32: a.M is the MMA column count, 2 x the f32 rows (see the kernel).
+template <int U, int NT, int MINB, bool XPRE = false, bool FULLK = false, bool XS = false, bool XF32 = false>
 cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persistent) {
-  auto kernel = int4_mm_decode_kernel<U, NT, MINB, XPRE, FULLK, XS>;
+  auto kernel = int4_mm_decode_kernel<U, NT, MINB, XPRE, FULLK, XS, XF32>;
   const int tiles = (a.N + 15) / 16;
   const int ki = (a.K + 127) / 128;
   wk = wk < 1 ? 1 : wk > 8 ? 8 : wk;
   if (wk > ki) wk = ki;
-  const size_t smem = XS ? xs_smem_bytes(a, wk) : 0;
+  const size_t smem = XS ? xs_smem_bytes(a, wk, XF32 ? 2 : 1) : 0;
   // Per device, once: opt-in shared memory (XS), resident blocks of 8 warps by registers, the SM
   // count and the SM's shared memory (the XS grid also divides by its per-call shared memory).
   static std::atomic<int> resident_cache[kMaxDevices];
@@ -642,15 +780,16 @@ cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persi
   return le != cudaSuccess ? le : cudaGetLastError();
 }
 
-template <int S = kPrefillStages>
+template <int S = kPrefillStages, bool XF32 = false>
 cudaError_t launch_prefill(const Args& a, cudaStream_t stream) {
   const size_t smem = sizeof(PrefillSmem<S>);
-  cudaError_t e = cudaFuncSetAttribute(int4_mm_prefill_kernel<S>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  auto kernel = int4_mm_prefill_kernel<S, XF32>;
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e != cudaSuccess) return e;
-  const int64_t tiles = (int64_t)((a.M + PF_BM - 1) / PF_BM) * ((a.N + PF_BN - 1) / PF_BN);
+  const int tok = XF32 ? PF_BM / 2 : PF_BM;
+  const int64_t tiles = (int64_t)((a.M + tok - 1) / tok) * ((a.N + PF_BN - 1) / PF_BN);
   if (tiles > INT32_MAX) return cudaErrorInvalidConfiguration;
-  const cudaError_t le = int4_cuda::launch(int4_mm_prefill_kernel<S>, dim3((unsigned)tiles), dim3(PF_THREADS), smem,
+  const cudaError_t le = int4_cuda::launch(kernel, dim3((unsigned)tiles), dim3(PF_THREADS), smem,
                                            stream, a.x, a.q, a.s, a.z, a.out, a.M, a.N, a.K, a.gsh);
   return le != cudaSuccess ? le : cudaGetLastError();
 }
@@ -740,18 +879,51 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
   return launch_prefill(a, stream);
 }
 
+// f32 activations: variant 9 = prefill kernel for any M; 13 / 14 = XS (M = 1) persistent / block
+// per row tile; anything else = default dispatch. The decode kernel takes
+// M <= INT4_CUDA_PLAIN_MM_F32_DECODE_MAX_M rows as 2M bf16 columns (hi, lo), with the bf16 path's
+// choice of U, persistence and FULLK.
+cudaError_t launch_variant_f32(const Args& a, int variant, cudaStream_t stream) {
+  if (variant == 9 || a.M > INT4_CUDA_PLAIN_MM_F32_DECODE_MAX_M) return launch_prefill<kPrefillStages, true>(a, stream);
+  Args c = a;
+  c.M = 2 * a.M;  // MMA columns
+  const int ki = (a.K + 127) / 128;
+  const int per_warp = (ki + 7) / 8;
+  const int tiles = (a.N + 15) / 16;
+  const bool many = tiles > 396 && per_warp >= 2;
+  const bool u2 = per_warp >= 8 && (many || tiles <= 264);
+  const bool fk = a.K % 128 == 0;
+  // M = 1: x split and staged once per block (XS), persistent blocks. Measured on H100 (docs/notes/
+  // int4_plain_mm.md v15): 1.04x the bf16 time on 28672x4096, 1.12x on 4096x4096, 1.2-1.25x on the
+  // SmolLM2 shapes; splitting in registers per lane instead cost 1.3-1.7x.
+  if ((variant == 0 || variant == 13 || variant == 14) && xs_fits_f32(c))
+    return fk ? launch_decode<1, 1, 3, false, true, true, true>(c, stream, 8, variant != 14)
+              : launch_decode<1, 1, 3, false, false, true, true>(c, stream, 8, variant != 14);
+  if (c.M <= 8)
+    return u2 ? (fk ? launch_decode<2, 1, 2, false, true, false, true>(c, stream, 8, many)
+                    : launch_decode<2, 1, 2, false, false, false, true>(c, stream, 8, many))
+              : (fk ? launch_decode<1, 1, 3, false, true, false, true>(c, stream, 8, many)
+                    : launch_decode<1, 1, 3, false, false, false, true>(c, stream, 8, many));
+  if (c.M <= 16)
+    return u2 ? (fk ? launch_decode<2, 2, 2, false, true, false, true>(c, stream, 8, many)
+                    : launch_decode<2, 2, 2, false, false, false, true>(c, stream, 8, many))
+              : (fk ? launch_decode<1, 2, 2, false, true, false, true>(c, stream, 8, many)
+                    : launch_decode<1, 2, 2, false, false, false, true>(c, stream, 8, many));
+  return fk ? launch_decode<1, 4, 2, false, true, false, true>(c, stream, 8, false)
+            : launch_decode<1, 4, 2, false, false, false, true>(c, stream, 8, false);
+}
+
 int plain_mm_impl(const void* x, const void* qdata, const void* scale, const void* zero, void* out,
                   int64_t M, int64_t N, int64_t K, int64_t group_size, cudaStream_t stream,
-                  int variant) {
-  const int st = check_args(x, qdata, scale, zero, out, M, N, K, group_size);
+                  int variant, bool f32) {
+  const int st = check_args(x, qdata, scale, zero, out, M, N, K, group_size, f32 ? 4 : 2);
   if (st != INT4_CUDA_OK) return st;
-  if (((variant >= 1 && variant <= 7) || (variant >= 10 && variant <= 15)) &&
+  if (!f32 && ((variant >= 1 && variant <= 7) || (variant >= 10 && variant <= 15)) &&
       M > INT4_CUDA_PLAIN_MM_DECODE_MAX_M)
     return INT4_CUDA_ERR_BAD_M;
-  Args a{static_cast<const uint16_t*>(x), static_cast<const uint8_t*>(qdata),
-         static_cast<const uint16_t*>(scale), static_cast<const uint16_t*>(zero),
-         static_cast<uint16_t*>(out), (int)M, (int)N, (int)K, gs_shift_of(group_size)};
-  const cudaError_t e = launch_variant(a, variant, stream);
+  Args a{x, static_cast<const uint8_t*>(qdata), static_cast<const uint16_t*>(scale),
+         static_cast<const uint16_t*>(zero), out, (int)M, (int)N, (int)K, gs_shift_of(group_size)};
+  const cudaError_t e = f32 ? launch_variant_f32(a, variant, stream) : launch_variant(a, variant, stream);
   if (e != cudaSuccess) return record_cuda_error(e);
   g_last_cuda_error[0] = '\0';
   return INT4_CUDA_OK;
@@ -765,16 +937,30 @@ int int4_cuda_int4_plain_mm(const void* x, const void* qdata, const void* scale,
                             void* out, int64_t M, int64_t N, int64_t K, int64_t group_size,
                             int4_cuda_stream_t stream) {
   return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size,
-                       reinterpret_cast<cudaStream_t>(stream), 0);
+                       reinterpret_cast<cudaStream_t>(stream), 0, false);
+}
+
+int int4_cuda_int4_plain_mm_f32(const void* x, const void* qdata, const void* scale, const void* zero,
+                                void* out, int64_t M, int64_t N, int64_t K, int64_t group_size,
+                                int4_cuda_stream_t stream) {
+  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size,
+                       reinterpret_cast<cudaStream_t>(stream), 0, true);
+}
+
+int int4_cuda_int4_plain_mm_f32_variant(const void* x, const void* qdata, const void* scale,
+                                        const void* zero, void* out, int64_t M, int64_t N, int64_t K,
+                                        int64_t group_size, int4_cuda_stream_t stream, int variant) {
+  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size,
+                       reinterpret_cast<cudaStream_t>(stream), variant, true);
 }
 
 // Not part of the stable contract: forces one kernel variant (benchmarks and tests only).
-// variant 0 = default dispatch; 1..5 decode variants (M <= 8 only); 9 = prefill kernel.
+// variant 0 = default dispatch; see int4_plain_mm.h for the others.
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                     int64_t group_size, int4_cuda_stream_t stream, int variant) {
   return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size,
-                       reinterpret_cast<cudaStream_t>(stream), variant);
+                       reinterpret_cast<cudaStream_t>(stream), variant, false);
 }
 
 const char* int4_cuda_status_string(int status) {
@@ -795,7 +981,7 @@ const char* int4_cuda_status_string(int status) {
     case INT4_CUDA_ERR_MISALIGNED_QDATA: return "qdata must be 16-byte aligned";
     case INT4_CUDA_ERR_MISALIGNED_SCALE: return "scale must be 2-byte aligned";
     case INT4_CUDA_ERR_MISALIGNED_ZERO: return "zero must be 2-byte aligned";
-    case INT4_CUDA_ERR_MISALIGNED_OUT: return "out must be 2-byte aligned";
+    case INT4_CUDA_ERR_MISALIGNED_OUT: return "out must be 2-byte aligned (bf16) / 4-byte aligned (f32)";
     case INT4_CUDA_ERR_LAUNCH:
       return "CUDA launch failed (no device, no kernel image for this GPU, or bad stream); "
              "see int4_cuda_last_cuda_error()";

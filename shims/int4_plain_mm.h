@@ -1,4 +1,4 @@
-/* int4_plain_mm: bf16 activations x group-wise asymmetric int4 weights, CUDA, C ABI.
+/* int4_plain_mm: bf16 (or f32) activations x group-wise asymmetric int4 weights, CUDA, C ABI.
  *
  *   out[M, N] = x[M, K] @ W^T
  *   W[n, k]   = (u[n, k] - 8) * scale[n, k / gs] + zero[n, k / gs]
@@ -20,10 +20,22 @@
  * weight sees), products and sums in fp32 (tensor cores, fp32 accumulation), result rounded to bf16
  * (round-to-nearest-even). Relative error vs a float64 reference: about 2e-3 on random data.
  *
+ * f32 activations (int4_cuda_int4_plain_mm_f32): x and out are float32 [M, K] / [M, N], the weights
+ * the same bf16 values as above. Each x is split into bf16 parts hi = bf16(x), lo = bf16(x - hi)
+ * (x - hi is exact), both go through the tensor cores with fp32 accumulation and the two sums are
+ * added in fp32: 16 mantissa bits of x reach the products (|x - hi - lo| <= 2^-18 |x|), and the
+ * result is never rounded to bf16. Against y = x @ W^T in float64 with those bf16 weights the
+ * relative error is about 1e-5 on random data (fp32 accumulation over K). This is what keeps a
+ * model's activations in f32 between layers (export_llm --dtype fp32). M <= 16 takes the decode
+ * kernel (2M MMA columns; at M = 1 it splits x once per block into shared memory and costs about
+ * the bf16 time on large shapes), larger M the prefill kernel at 64 tokens per block (twice the
+ * MMAs of bf16).
+ * Inf x stays inf (lo = 0); NaN stays NaN.
+ *
  * Arguments accepted:
  *   M, N, K > 0; M, N, K <= 2^30; group_size in {32, 64, 128, 256}; K % group_size == 0
  *   (K % 128 need NOT be 0: K = 576 with gs 32/64 works).
- * Alignment required (bytes): x 16, qdata 16, scale 2, zero 2, out 2.
+ * Alignment required (bytes): x 16, qdata 16, scale 2, zero 2, out 2 (f32 entry points: out 4).
  *   (Rows stay aligned on their own: K % 32 == 0 makes every x row 64-byte and every qdata row
  *   16-byte aligned relative to the base.)
  * stream: any CUDA stream (0 = legacy default); the call is asynchronous and may be captured in a
@@ -56,6 +68,8 @@ typedef struct CUstream_st* int4_cuda_stream_t;
 /* Largest M served by the decode (matvec) kernel. Shared with Python (int4_cuda) as the
  * decode/prefill threshold. */
 #define INT4_CUDA_PLAIN_MM_DECODE_MAX_M 32
+/* The same for int4_cuda_int4_plain_mm_f32 (each f32 row takes two MMA columns). */
+#define INT4_CUDA_PLAIN_MM_F32_DECODE_MAX_M 16
 
 /* Status codes. 0 = success. Values are stable (part of the ABI). */
 typedef enum int4_cuda_status {
@@ -75,7 +89,7 @@ typedef enum int4_cuda_status {
   INT4_CUDA_ERR_MISALIGNED_QDATA = 13,  /* qdata not 16-byte aligned */
   INT4_CUDA_ERR_MISALIGNED_SCALE = 14,  /* scale not 2-byte aligned */
   INT4_CUDA_ERR_MISALIGNED_ZERO = 15,   /* zero not 2-byte aligned */
-  INT4_CUDA_ERR_MISALIGNED_OUT = 16,    /* out not 2-byte aligned */
+  INT4_CUDA_ERR_MISALIGNED_OUT = 16,    /* out not 2-byte aligned (f32 entry points: 4-byte) */
   INT4_CUDA_ERR_LAUNCH = 17,            /* CUDA reported an error at launch (no device, no kernel
                                            image for this GPU, bad stream, ...); see
                                            int4_cuda_last_cuda_error() */
@@ -91,6 +105,16 @@ int int4_cuda_int4_plain_mm(const void* x,      /* bf16  [M, K]    */
                             int64_t M, int64_t N, int64_t K, int64_t group_size,
                             int4_cuda_stream_t stream);
 
+/* out = x @ dequant(W)^T with f32 activations (x f32 [M, K], out f32 [M, N]; numerics above).
+ * Same checks and status codes as int4_cuda_int4_plain_mm. */
+int int4_cuda_int4_plain_mm_f32(const void* x,      /* f32   [M, K]    */
+                                const void* qdata,  /* uint8 [N, K/2]  */
+                                const void* scale,  /* bf16  [N, K/gs] */
+                                const void* zero,   /* bf16  [N, K/gs] */
+                                void* out,          /* f32   [M, N]    */
+                                int64_t M, int64_t N, int64_t K, int64_t group_size,
+                                int4_cuda_stream_t stream);
+
 /* Not part of the stable contract (benchmarks and tests only): same as int4_cuda_int4_plain_mm but
  * forces a kernel variant. 0 = default dispatch; 8 = prefill kernel with 4 stages; 1..7, 10..15 = decode-kernel variants (M <= 32 only,
  * else INT4_CUDA_ERR_BAD_M; 13..15, activations staged in shared memory, take the default dispatch
@@ -98,6 +122,12 @@ int int4_cuda_int4_plain_mm(const void* x,      /* bf16  [M, K]    */
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                     int64_t group_size, int4_cuda_stream_t stream, int variant);
+/* The same for the f32 entry point: variant 9 = prefill kernel for any M; 13 / 14 = decode kernel
+ * with x split once per block into shared memory, persistent / one block per row tile (M == 1 and
+ * K <= 16384 only; 13 is the default there); others = default dispatch. */
+int int4_cuda_int4_plain_mm_f32_variant(const void* x, const void* qdata, const void* scale,
+                                        const void* zero, void* out, int64_t M, int64_t N, int64_t K,
+                                        int64_t group_size, int4_cuda_stream_t stream, int variant);
 
 /* Human-readable text for a status code; names the offending argument. Never NULL. */
 const char* int4_cuda_status_string(int status);

@@ -38,6 +38,10 @@ def load_library(path):
     lib.int4_cuda_int4_plain_mm.restype = ctypes.c_int
     lib.int4_cuda_int4_plain_mm_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp, ctypes.c_int]
     lib.int4_cuda_int4_plain_mm_variant.restype = ctypes.c_int
+    lib.int4_cuda_int4_plain_mm_f32.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp]
+    lib.int4_cuda_int4_plain_mm_f32.restype = ctypes.c_int
+    lib.int4_cuda_int4_plain_mm_f32_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp, ctypes.c_int]
+    lib.int4_cuda_int4_plain_mm_f32_variant.restype = ctypes.c_int
     lib.int4_cuda_status_string.argtypes = [ctypes.c_int]
     lib.int4_cuda_status_string.restype = ctypes.c_char_p
     lib.int4_cuda_last_cuda_error.argtypes = []

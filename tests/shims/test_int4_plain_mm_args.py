@@ -90,3 +90,23 @@ def test_variant_entry_checks_arguments(shims_lib):
     rc = shims_lib.int4_cuda_int4_plain_mm_variant(a["x"], a["qdata"], a["scale"], a["zero"], a["out"],
                                                    a["M"], a["N"], a["K"], a["gs"], None, 1)
     assert rc == ERR_NULL_X
+
+
+def call_f32(lib, **over):
+    a = dict(GOOD, **over)
+    return lib.int4_cuda_int4_plain_mm_f32(a["x"], a["qdata"], a["scale"], a["zero"], a["out"],
+                                           a["M"], a["N"], a["K"], a["gs"], None)
+
+
+@pytest.mark.parametrize("over,code,words", CASES, ids=[f"{c[1]}-{'-'.join(f'{k}={v}' for k, v in c[0].items())}" for c in CASES])
+def test_f32_entry_same_checks(shims_lib, over, code, words):
+    assert call_f32(shims_lib, **over) == code
+
+
+def test_f32_out_needs_4_byte_alignment(shims_lib):
+    # 2-byte aligned is enough for a bf16 out (a case above), not for an f32 one.
+    assert call_f32(shims_lib, out=0x500002) == ERR_MISALIGNED_OUT
+    assert "4-byte aligned (f32)" in shims_lib.int4_cuda_status_string(ERR_MISALIGNED_OUT).decode()
+    rc = shims_lib.int4_cuda_int4_plain_mm_f32_variant(GOOD["x"], GOOD["qdata"], GOOD["scale"], GOOD["zero"], 0x500002,
+                                                       1, 4096, 4096, 32, None, 9)
+    assert rc == ERR_MISALIGNED_OUT
