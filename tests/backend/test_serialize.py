@@ -63,7 +63,12 @@ def test_casts_fold_and_residual_add_fuses_with_its_norm(tmp_path, seed):
     y, logits = prog.run("forward", x)
     with torch.no_grad():
         ey, elogits = ref(x)
-    # Folding changes no rounding: the residual is bit-identical; logits only differ by the head's
-    # accumulation order (f32 logits straight from the accumulator vs eager's bf16 round + widen).
-    assert torch.equal(y, ey)
+        # export packed m's weights in place: run eagerly, it computes every op as the executor does
+        py, _ = m(x)
+    # Folding changes no rounding: the residual is bit-identical to the same arithmetic run eagerly.
+    # Against the independent reference (plain bf16 nn.Linear, another summation order, so a bf16
+    # output may round one ulp apart) and for the logits (f32 straight from the accumulator vs
+    # eager's bf16 round + widen) the numbers agree to bf16 precision.
+    assert torch.equal(y, py)
+    assert torch.allclose(y, ey, rtol=2e-2, atol=2e-2)
     assert torch.allclose(logits, elogits, rtol=1e-2, atol=1e-2)
