@@ -391,8 +391,10 @@ class Verifier {
     const OpArgs& a = op.arg;
     switch (op.code) {
       case OpCode::INT4_PLAIN_MM: {
-        if (dt(in[0]) != DType::BFLOAT16 || out != DType::BFLOAT16)
-          return op_fail(op, format("takes BFLOAT16 x and output, found %s -> %s; export the model in bfloat16",
+        // The kernels: bf16 -> bf16 (int4_cuda_int4_plain_mm) or f32 -> f32 (..._f32).
+        if (dt(in[0]) != out || (out != DType::BFLOAT16 && out != DType::FLOAT32))
+          return op_fail(op, format("takes BFLOAT16 or FLOAT32 x and the same output dtype, found %s -> %s; "
+                                    "export the model with --dtype bf16 or fp32",
                                     dtype_name(dt(in[0])), dtype_name(out)));
         if (a.weight >= g_.weights.size())
           return op_fail(op, format("refers to int4 weight %u of %zu; the blob is corrupt: re-export the model",

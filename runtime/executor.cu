@@ -392,8 +392,10 @@ Error Executor::run_op(const Op& op) {
       const int64_t m = sh(in[0]).numel() / w.k;
       if (os.numel() != m * w.n) return bad("output " + shape_text(os) + " is not [M, N]");
       if (m == 0) return Error::Ok;
-      const int rc = int4_cuda_int4_plain_mm(ptr(in[0]), ptr(w.qdata), ptr(w.scale), ptr(w.zero), out, m, w.n, w.k,
-                                             w.group_size, reinterpret_cast<int4_cuda_stream_t>(st));
+      // x and out share a dtype, bf16 or f32 (checked at init by the verifier).
+      auto mm = dt(in[0]) == DType::FLOAT32 ? int4_cuda_int4_plain_mm_f32 : int4_cuda_int4_plain_mm;
+      const int rc = mm(ptr(in[0]), ptr(w.qdata), ptr(w.scale), ptr(w.zero), out, m, w.n, w.k, w.group_size,
+                        reinterpret_cast<int4_cuda_stream_t>(st));
       if (rc != INT4_CUDA_OK)
         return reportf(Error::Internal, "int4_cuda: op %s (weight '%s'): int4_plain_mm failed: %s %s",
                        op.name.c_str(), w.name.c_str(), int4_cuda_status_string(rc), int4_cuda_last_cuda_error());

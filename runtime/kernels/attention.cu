@@ -3,7 +3,7 @@
 // attention_kernel (generic): one block per (query row, head, batch), keys streamed in chunks of
 // blockDim with an online softmax (running max and sum in fp32), any dtype and head dim.
 //
-// kv_attention_fast_kernel (bf16, D in {64, 128}, H / Hkv <= 8): one block per (query row, KV
+// kv_attention_fast_kernel (bf16 or f32, D in {64, 128}, H / Hkv <= 8): one block per (query row, KV
 // head, key range). The G = H / Hkv query heads sharing a KV head are done together, so each K/V
 // row is read once for all of them. Warp w takes keys w*32 + lane of each WARPS*32-key step: the
 // lane holds one key's scores (a K row read as 16-byte vectors against q in shared memory), the
@@ -114,8 +114,47 @@ __global__ void attention_kernel(AttentionParams p) {
   for (int64_t e = threadIdx.x; e < p.Ev; e += blockDim.x) store_f(p.out, oo + e, p.out_dtype, acc[e] / lsum);
 }
 
-// D: head dim; GMAX >= G = H / Hkv (register arrays are sized by it); WARPS per block.
-template <int D, int GMAX, int WARPS>
+// The fast kernel's element type T (bf16 or float): conversions and the DType for round_to.
+__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_f(float v) { return v; }
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <typename T> constexpr DType dtype_of() { return sizeof(T) == 4 ? DType::FLOAT32 : DType::BFLOAT16; }
+
+// 16 bytes of T -> 16 / sizeof(T) floats.
+__device__ __forceinline__ void vec16_to_f32(const uint4& u, float* out, __nv_bfloat16) { bf16x8_to_f32(u, out); }
+__device__ __forceinline__ void vec16_to_f32(const uint4& u, float* out, float) {
+  out[0] = __uint_as_float(u.x); out[1] = __uint_as_float(u.y); out[2] = __uint_as_float(u.z); out[3] = __uint_as_float(u.w);
+}
+
+// N consecutive T (N = 2 or 4, aligned to N elements) -> floats.
+template <int N>
+__device__ __forceinline__ void load_n_f32(const __nv_bfloat16* p, float* out) {
+  if constexpr (N == 2) {
+    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+    out[0] = f.x; out[1] = f.y;
+  } else {
+    const uint2 w = *reinterpret_cast<const uint2*>(p);
+    const float2 f0 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w.x));
+    const float2 f1 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w.y));
+    out[0] = f0.x; out[1] = f0.y; out[2] = f1.x; out[3] = f1.y;
+  }
+}
+template <int N>
+__device__ __forceinline__ void load_n_f32(const float* p, float* out) {
+  if constexpr (N == 2) {
+    const float2 f = *reinterpret_cast<const float2*>(p);
+    out[0] = f.x; out[1] = f.y;
+  } else {
+    const float4 f = *reinterpret_cast<const float4*>(p);
+    out[0] = f.x; out[1] = f.y; out[2] = f.z; out[3] = f.w;
+  }
+}
+
+// D: head dim; GMAX >= G = H / Hkv (register arrays are sized by it); WARPS per block; T: element
+// type of q, the caches and out (bf16, or float for an fp32 export).
+template <int D, int GMAX, int WARPS, typename T>
 __global__ void __launch_bounds__(WARPS * 32) kv_attention_fast_kernel(KvAttentionParams p, int64_t keys_per_split,
                                                                        int* err) {
   pdl_wait();  // before any global access (shims/pdl.cuh)
@@ -124,7 +163,9 @@ __global__ void __launch_bounds__(WARPS * 32) kv_attention_fast_kernel(KvAttenti
   constexpr int kFastWarps = WARPS;
   constexpr int kStep = WARPS * 32;  // keys a block scores per step (one per lane)
   constexpr int E = D / 32;  // output columns per lane
-  constexpr int KV = D / 8;  // 16-byte vectors per K row
+  constexpr int PER = 16 / static_cast<int>(sizeof(T));  // elements per 16-byte vector
+  constexpr int KV = D / PER;  // 16-byte vectors per K row
+  constexpr DType kT = dtype_of<T>();
   constexpr int kVBatch = kVRegs / E;
   __shared__ float qs[kGroup][D];
   __shared__ float wm[kFastWarps][kGroup], wl[kFastWarps][kGroup];
@@ -147,22 +188,22 @@ __global__ void __launch_bounds__(WARPS * 32) kv_attention_fast_kernel(KvAttenti
   const int64_t n_active = (n_keys + keys_per_split - 1) / keys_per_split;
   if (split >= n_active) return;
   const int64_t k_begin = split * keys_per_split, k_end = min(n_keys, k_begin + keys_per_split);
-  const __nv_bfloat16* q = static_cast<const __nv_bfloat16*>(p.q) + t * p.q_row + hk * G * D;
-  const __nv_bfloat16* kc = static_cast<const __nv_bfloat16*>(p.k_cache);
-  const __nv_bfloat16* vc = static_cast<const __nv_bfloat16*>(p.v_cache);
+  const T* q = static_cast<const T*>(p.q) + t * p.q_row + hk * G * D;
+  const T* kc = static_cast<const T*>(p.k_cache);
+  const T* vc = static_cast<const T*>(p.v_cache);
 
   if (p.k_new && split == n_active - 1) {  // single-row step: this block owns cache row sp of head hk
-    const __nv_bfloat16* kn = static_cast<const __nv_bfloat16*>(p.k_new) + hk * D;
-    const __nv_bfloat16* vn = static_cast<const __nv_bfloat16*>(p.v_new) + hk * D;
-    __nv_bfloat16* kd = const_cast<__nv_bfloat16*>(kc) + (sp * p.Hkv + hk) * D;
-    __nv_bfloat16* vd = const_cast<__nv_bfloat16*>(vc) + (sp * p.Hkv + hk) * D;
+    const T* kn = static_cast<const T*>(p.k_new) + hk * D;
+    const T* vn = static_cast<const T*>(p.v_new) + hk * D;
+    T* kd = const_cast<T*>(kc) + (sp * p.Hkv + hk) * D;
+    T* vd = const_cast<T*>(vc) + (sp * p.Hkv + hk) * D;
     for (int i = threadIdx.x; i < D / 2; i += blockDim.x) {
       int64_t ia, ib;
       rope_pair_index(i, D, p.interleaved, &ia, &ib);
-      float a = __bfloat162float(kn[ia]), b = __bfloat162float(kn[ib]);
-      if (p.cos) rope_rotate(&a, &b, p.cos, p.sin, sp, i, D / 2, DType::BFLOAT16);
-      kd[ia] = __float2bfloat16(a);
-      kd[ib] = __float2bfloat16(b);
+      float a = to_f(kn[ia]), b = to_f(kn[ib]);
+      if (p.cos) rope_rotate(&a, &b, p.cos, p.sin, sp, i, D / 2, kT);
+      kd[ia] = from_f<T>(a);
+      kd[ib] = from_f<T>(b);
       vd[ia] = vn[ia];
       vd[ib] = vn[ib];
     }
@@ -171,8 +212,8 @@ __global__ void __launch_bounds__(WARPS * 32) kv_attention_fast_kernel(KvAttenti
     const int g = idx / (D / 2), i = idx % (D / 2);
     int64_t ia, ib;
     rope_pair_index(i, D, p.interleaved, &ia, &ib);
-    float a = __bfloat162float(q[g * D + ia]), b = __bfloat162float(q[g * D + ib]);
-    if (p.cos) rope_rotate(&a, &b, p.cos, p.sin, sp + t, i, D / 2, DType::BFLOAT16);
+    float a = to_f(q[g * D + ia]), b = to_f(q[g * D + ib]);
+    if (p.cos) rope_rotate(&a, &b, p.cos, p.sin, sp + t, i, D / 2, kT);
     qs[g][ia] = a;
     qs[g][ib] = b;
   }
@@ -196,13 +237,13 @@ __global__ void __launch_bounds__(WARPS * 32) kv_attention_fast_kernel(KvAttenti
 #pragma unroll
       for (int c = 0; c < KV; ++c) {
         const uint4 u = kr[c];  // one 16-byte load
-        float kf[8];
-        bf16x8_to_f32(u, kf);
+        float kf[PER];
+        vec16_to_f32(u, kf, T{});
 #pragma unroll
         for (int g = 0; g < kGroup; ++g)
           if (g < G) {
 #pragma unroll
-            for (int e = 0; e < 8; ++e) s[g] += qs[g][c * 8 + e] * kf[e];
+            for (int e = 0; e < PER; ++e) s[g] += qs[g][c * PER + e] * kf[e];
           }
       }
     }
@@ -226,17 +267,7 @@ __global__ void __launch_bounds__(WARPS * 32) kv_attention_fast_kernel(KvAttenti
       float vf[kVBatch][E];
 #pragma unroll
       for (int u = 0; u < kVBatch; ++u) {
-        const __nv_bfloat16* vr = vc + ((j0 + min(jb + u, nj - 1)) * p.Hkv + hk) * D + lane * E;
-        if constexpr (E == 2) {
-          const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vr));
-          vf[u][0] = f.x;
-          vf[u][1] = f.y;
-        } else {
-          const uint2 w = *reinterpret_cast<const uint2*>(vr);
-          const float2 f0 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w.x));
-          const float2 f1 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w.y));
-          vf[u][0] = f0.x; vf[u][1] = f0.y; vf[u][2] = f1.x; vf[u][3] = f1.y;
-        }
+        load_n_f32<E>(vc + ((j0 + min(jb + u, nj - 1)) * p.Hkv + hk) * D + lane * E, vf[u]);
       }
 #pragma unroll
       for (int u = 0; u < kVBatch; ++u) {
@@ -276,7 +307,7 @@ __global__ void __launch_bounds__(WARPS * 32) kv_attention_fast_kernel(KvAttenti
       a += wacc[w][g][e] * f;
     }
     if (n_active == 1) {  // the only key range of this row: no partials to merge
-      static_cast<__nv_bfloat16*>(p.out)[t * p.out_row + (hk * G + g) * D + e] = __float2bfloat16(a / sum);
+      static_cast<T*>(p.out)[t * p.out_row + (hk * G + g) * D + e] = from_f<T>(a / sum);
     } else {
       float* ps = part + split * G * (D + 2) + g * (D + 2);
       ps[2 + e] = a;
@@ -309,7 +340,7 @@ __global__ void __launch_bounds__(WARPS * 32) kv_attention_fast_kernel(KvAttenti
       sum += __ldcg(ps + 1) * f;
       a += __ldcg(ps + 2 + e) * f;
     }
-    static_cast<__nv_bfloat16*>(p.out)[t * p.out_row + (hk * G + g) * D + e] = __float2bfloat16(a / sum);
+    static_cast<T*>(p.out)[t * p.out_row + (hk * G + g) * D + e] = from_f<T>(a / sum);
   }
 }
 
@@ -355,16 +386,22 @@ void launch_attention(const AttentionParams& p, cudaStream_t stream) {
 }
 
 // The instantiation whose group bound is the smallest >= g (1, 2, 4 or 8 query heads per KV head).
+template <int D, int W, typename T>
+void launch_fast_t(const KvAttentionParams& p, int64_t g, dim3 grid, int64_t per_split, int* err, cudaStream_t stream) {
+  if (g <= 1) launch(kv_attention_fast_kernel<D, 1, W, T>, grid, dim3(W * 32), 0, stream, p, per_split, err);
+  else if (g <= 2) launch(kv_attention_fast_kernel<D, 2, W, T>, grid, dim3(W * 32), 0, stream, p, per_split, err);
+  else if (g <= 4) launch(kv_attention_fast_kernel<D, 4, W, T>, grid, dim3(W * 32), 0, stream, p, per_split, err);
+  else launch(kv_attention_fast_kernel<D, 8, W, T>, grid, dim3(W * 32), 0, stream, p, per_split, err);
+}
 template <int D, int W>
 void launch_fast(const KvAttentionParams& p, int64_t g, dim3 grid, int64_t per_split, int* err, cudaStream_t stream) {
-  if (g <= 1) launch(kv_attention_fast_kernel<D, 1, W>, grid, dim3(W * 32), 0, stream, p, per_split, err);
-  else if (g <= 2) launch(kv_attention_fast_kernel<D, 2, W>, grid, dim3(W * 32), 0, stream, p, per_split, err);
-  else if (g <= 4) launch(kv_attention_fast_kernel<D, 4, W>, grid, dim3(W * 32), 0, stream, p, per_split, err);
-  else launch(kv_attention_fast_kernel<D, 8, W>, grid, dim3(W * 32), 0, stream, p, per_split, err);
+  if (p.dtype == DType::FLOAT32) launch_fast_t<D, W, float>(p, g, grid, per_split, err, stream);
+  else launch_fast_t<D, W, __nv_bfloat16>(p, g, grid, per_split, err, stream);
 }
 
 bool kv_attention_fast(DType dtype, int64_t H, int64_t Hkv, int64_t D) {
-  return dtype == DType::BFLOAT16 && (D == 64 || D == 128) && Hkv > 0 && H % Hkv == 0 && H / Hkv <= kMaxGroup;
+  return (dtype == DType::BFLOAT16 || dtype == DType::FLOAT32) && (D == 64 || D == 128) && Hkv > 0 && H % Hkv == 0 &&
+         H / Hkv <= kMaxGroup;
 }
 
 int64_t kv_attention_splits(int64_t max_seq_len) {

@@ -146,7 +146,12 @@ void test_weight_shapes() {
   g.values[1].dtype = DType::INT8;  // qdata must be UINT8
   CHECK(verify(g).error == Error::InvalidProgram);
   g = sample_graph();
-  g.values[0].dtype = DType::FLOAT32;  // kernels take bf16 activations
+  g.values[0].dtype = DType::FLOAT32;  // f32 x with a bf16 output: no kernel does that
+  o = verify(g);
+  CHECK(o.error == Error::NotSupported && has(o.message, "FLOAT32 -> BFLOAT16") && has(o.message, "--dtype"));
+  g.values[4].dtype = DType::FLOAT32;  // f32 -> f32: int4_cuda_int4_plain_mm_f32
+  CHECK(verify(g).error == Error::Ok);
+  g.values[0].dtype = g.values[4].dtype = DType::FLOAT16;  // no f16 kernel
   CHECK(verify(g).error == Error::NotSupported);
 }
 

@@ -141,9 +141,11 @@ class FusedLlmOps(nn.Module):
 
     LAYERS = ((8, 2, 64, True), (6, 6, 128, False), (4, 1, 32, True))
 
-    def __init__(self, dim=128, max_seq=320, vocab=200):
+    def __init__(self, dim=128, max_seq=320, vocab=200, act=bf16):
+        """act: the activations' dtype; float32 is an fp32 export (int4_plain_mm_f32, f32 attention
+        and caches on the fast path, the bf16 head through int4_cuda::linear)."""
         super().__init__()
-        self.max_seq = max_seq
+        self.max_seq, self.act = max_seq, act
         self.qkv = nn.ModuleList(nn.Linear(dim, (h + 2 * kvh) * d, bias=False) for h, kvh, d, _ in self.LAYERS)
         for d in sorted({d for *_, d, _ in self.LAYERS}):
             cos, sin = _rope_tables(d, max_seq)
@@ -168,11 +170,14 @@ class FusedLlmOps(nn.Module):
         q, k, v = (qkv[..., a:e].view(b, t, -1, 64) for a, e in ((0, 512), (512, 640), (640, 768)))
         outs.append(torch.ops.int4_cuda.kv_attention(q, k, v, start_pos, 3, self.max_seq).reshape(*x.shape[:2], -1))
         outs.append(torch.ops.int4_cuda.swiglu(self.gu(x)))
-        outs.append(F.linear(x[:, -1], self.head_w, self.head_b).float())
+        if self.act == bf16:
+            outs.append(F.linear(x[:, -1], self.head_w, self.head_b).float())
+        else:
+            outs.append(torch.ops.int4_cuda.linear(x[:, -1], self.head_w, self.head_b))
         h = x.float() + outs[0][..., :128].float()         # f32 residual + a bf16 delta
         wide = torch.cat([x] * 65, dim=-1)[..., : 65 * 128 - 64].float()
         hw = wide * 0.5 + wide
-        outs += [h, self.norm_a(h).to(bf16), hw, self.norm_b(hw).to(bf16)]
+        outs += [h, self.norm_a(h).to(self.act), hw, self.norm_b(hw).to(self.act)]
         return tuple(outs)
 
 
@@ -272,7 +277,22 @@ def cases() -> List[Callable[[], Case]]:
         return Case("fused_llm_ops", model, (_r(1, 5, 128), torch.tensor([0], dtype=torch.int64)), steps,
                     dynamic_shapes=({1: seq}, None), quantize=True, embed_weights=False)
 
-    return [elementwise, norms, matmuls, attention, shapes, linears, gemv, embed, mlp4, block, llm_ops, fused_llm_ops]
+    def fused_llm_ops_f32():
+        """The same ops with f32 activations (export_llm --dtype fp32): int4 weights quantized from
+        bf16, every activation and the KV caches f32."""
+        seq = torch.export.Dim("t", min=1, max=160)
+        steps, pos = [], 0
+        for t in [150, 1, 1, 3, 130, 1, 1]:
+            steps.append((_r(1, t, 128, dtype=torch.float32), torch.tensor([pos], dtype=torch.int64)))
+            pos += t
+        model = FusedLlmOps(act=torch.float32)
+        for lin in (*model.qkv, model.gu):
+            lin.to(bf16)
+        return Case("fused_llm_ops_f32", model, (_r(1, 5, 128, dtype=torch.float32), torch.tensor([0], dtype=torch.int64)),
+                    steps, dynamic_shapes=({1: seq}, None), quantize=True, embed_weights=False)
+
+    return [elementwise, norms, matmuls, attention, shapes, linears, gemv, embed, mlp4, block, llm_ops, fused_llm_ops,
+            fused_llm_ops_f32]
 
 
 def build(make: Callable[[], Case], out_dir: str, seed: int = 0):

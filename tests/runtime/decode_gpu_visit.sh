@@ -26,11 +26,14 @@ case "${1:-}" in
     . tests/gpu_host_env.sh "$out" || exit 1
     timeout 150 python3 -P -m int4_cuda.llm.export_llm --backend cuda --gguf /tmp/smol.gguf --output_name smollm2 \
       --output_dir /tmp/smol --max_seq_length 512 >"$out/export.log" 2>&1; echo "export rc=$?"
-    tail -4 "$out/export.log"; exit;;
+    timeout 150 python3 -P -m int4_cuda.llm.export_llm --backend cuda --gguf /tmp/smol.gguf --output_name smollm2 \
+      --output_dir /tmp/smol32 --max_seq_length 512 --dtype fp32 >"$out/export32.log" 2>&1; echo "export fp32 rc=$?"
+    tail -4 "$out/export.log" "$out/export32.log"; exit;;
 esac
 [ -f /tmp/smol/smollm2.pte ] || { echo "no /tmp/smol/smollm2.pte: run part1 and export first"; exit 3; }
 . tests/gpu_host_env.sh "$out" || exit 1
 export INT4_CUDA_RUNTIME_LIB=$PWD/build-rt/runtime/libint4_cuda_runtime.so INT4_CUDA_SMOLLM2_DIR=/tmp/smol
+[ -f /tmp/smol32/smollm2.pte ] && export INT4_CUDA_SMOLLM2_FP32_DIR=/tmp/smol32
 if [ "${1:-}" = sanitize ]; then  # every op case and a SmolLM2 prefill + decode, under each tool
   shift; tools=${*:-memcheck racecheck initcheck}  # one or two per call fit the 10-minute limit
   [ -f /tmp/mc/cases.pkl ] || timeout 90 python3 -P tests/runtime/memcheck_run.py /tmp/mc --export-only \
@@ -42,6 +45,11 @@ if [ "${1:-}" = sanitize ]; then  # every op case and a SmolLM2 prefill + decode
     timeout 130 compute-sanitizer --tool $tool --error-exitcode 9 python3 -P tests/runtime/smollm2_memcheck.py /tmp/smol \
       >"$out/${tool}_smol.log" 2>&1; b=$?
     echo "| $tool | rc=$a, $(grep -E 'SUMMARY' "$out/${tool}_ops.log" | tail -1) | rc=$b, $(grep -E 'SUMMARY' "$out/${tool}_smol.log" | tail -1) |"
+    if [ -n "${INT4_CUDA_SMOLLM2_FP32_DIR:-}" ]; then
+      timeout 130 compute-sanitizer --tool $tool --error-exitcode 9 python3 -P tests/runtime/smollm2_memcheck.py /tmp/smol32 \
+        >"$out/${tool}_smol32.log" 2>&1; c=$?
+      echo "| $tool (fp32 export) | — | rc=$c, $(grep -E 'SUMMARY' "$out/${tool}_smol32.log" | tail -1) |"
+    fi
   done
   exit
 fi
@@ -64,7 +72,7 @@ if [ "${1:-}" = bench ]; then
   done
   timeout 200 python3 -P -m pytest -q -s -p no:cacheprovider tests/runtime/test_runtime_gpu.py \
     tests/runtime/test_smollm2_gpu.py >"$out/pytest_gpu.log" 2>&1; py_rc=$?
-  grep -E "worst|smollm2:|FAILED|passed|failed" "$out/pytest_gpu.log" | tail -16
+  grep -E "worst|smollm2( bf16| fp32)?:|FAILED|passed|failed" "$out/pytest_gpu.log" | tail -16
   bash benchmarks/profile_decode_step.sh | tail -40
   echo "| run | result |"; echo "|---|---|"; echo "| GPU | $gpu |"
   echo "| GPU op + SmolLM2 tests (PDL on) | rc=$py_rc, $(grep -E '[0-9]+ (passed|failed)' "$out/pytest_gpu.log" | tail -1) |"
@@ -73,13 +81,20 @@ if [ "${1:-}" = bench ]; then
 fi
 ls /usr/lib/x86_64-linux-gnu/libcrypto.so.3 >/dev/null 2>&1 && echo "libcrypto.so.3: present" || echo "libcrypto.so.3: MISSING"
 timeout 300 python3 -P -m pytest -q -rA -s -p no:cacheprovider tests/runtime >"$out/pytest.log" 2>&1; py_rc=$?
-grep -E "worst SQNR|smollm2:|CUDA answer|FAILED|ERROR|passed|failed" "$out/pytest.log" | tail -30
+grep -E "worst SQNR|smollm2( bf16| fp32)?:|CUDA answer|FAILED|ERROR|passed|failed" "$out/pytest.log" | tail -30
 timeout 60 $R --prompt "What is the capital of France?" --chat --max_new_tokens 64 >"$out/paris.txt" 2>"$out/paris.err"; p_rc=$?
 cat "$out/paris.txt"
 for p in short long; do
   timeout 90 $R --prompt_file /tmp/prompt_$p.txt --max_new_tokens 256 --ignore_eos --warmup --num_iters 3 \
     --cuda_graph 1 >"$out/bench_$p.txt" 2>"$out/bench_$p.err"; echo "bench $p rc=$?"
 done
+R32="build-rt/runner/int4_cuda_runner --model_path /tmp/smol32/smollm2.pte --tokenizer_path /tmp/smol32/tokenizer.json"
+if [ -f /tmp/smol32/smollm2.pte ]; then
+  timeout 60 $R32 --prompt "What is the capital of France?" --chat --max_new_tokens 64 >"$out/paris32.txt" 2>"$out/paris32.err"
+  echo "fp32 runner rc=$?"; cat "$out/paris32.txt"
+  timeout 90 $R32 --prompt_file /tmp/prompt_short.txt --max_new_tokens 256 --ignore_eos --warmup --num_iters 3 \
+    --cuda_graph 1 >"$out/bench32_short.txt" 2>"$out/bench32_short.err"; echo "bench fp32 short rc=$?"
+fi
 timeout 120 python3 -P -m pytest -q -rA -s -p no:cacheprovider tests/runtime/llm/test_runner_gpu.py \
   >"$out/runner_pytest.log" 2>&1; rp_rc=$?
 grep -E "PASSED|FAILED|ERROR|passed|failed" "$out/runner_pytest.log" | tail -8
@@ -102,3 +117,5 @@ echo "| runner pytest | rc=$rp_rc, $(grep -E '[0-9]+ (passed|failed)' "$out/runn
 echo "| flipped .ptd byte (runner) | rc=$f_rc, $(grep -i -m1 'hash\|damaged' "$out/flip.err" | cut -c1-100) |"
 echo "| bench short (256 new) | $(speed "$out/bench_short.err") |"
 echo "| bench long (256 new) | $(speed "$out/bench_long.err") |"
+echo "| fp32 export: runner Paris | $(tr '\n' ' ' < "$out/paris32.txt" 2>/dev/null | cut -c1-80) |"
+echo "| fp32 export: bench short (256 new) | $(speed "$out/bench32_short.err" 2>/dev/null) |"

