@@ -186,8 +186,16 @@ __global__ void __launch_bounds__(256, MINB)
                           const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
                           void* __restrict__ out_, int M, int N, int K, int gs_shift) {
   static_assert(!XF32 || !XPRE, "f32 activations are not loaded with the weights");
-  const uint16_t* x = static_cast<const uint16_t*>(xv_);
-  const float* xf = static_cast<const float*>(xv_);
+  // Token chunks (M > 32, few row tiles; see launch_variant): blockIdx.y takes MMA columns
+  // [32y, 32y + 32), i.e. activation rows 32y.. (16y.. for f32). The chunks' blocks run together,
+  // so a weight tile read by one is mostly an L2 hit for the others.
+  const int col0 = 32 * blockIdx.y;
+  const int row0 = XF32 ? col0 / 2 : col0;
+  M = min(M - col0, 32);
+  const uint16_t* x = static_cast<const uint16_t*>(xv_) + (int64_t)row0 * K;
+  const float* xf = static_cast<const float*>(xv_) + (int64_t)row0 * K;
+  out_ = XF32 ? static_cast<void*>(static_cast<float*>(out_) + (int64_t)row0 * N)
+              : static_cast<void*>(static_cast<uint16_t*>(out_) + (int64_t)row0 * N);
   // Before any global access (shims/pdl.cuh). No early pdl_trigger(): the next kernel's blocks
   // would park on SM slots this weight stream uses (measured slower on the llama3 presets).
   int4_cuda::pdl_wait();
@@ -727,7 +735,8 @@ bool xs_fits(const Args& a) { return a.M == 1 && xs_smem_bytes(a, 8) <= (size_t)
 // f32 (a.M = MMA columns): one f32 row, both parts staged.
 bool xs_fits_f32(const Args& a) { return a.M == 2 && xs_smem_bytes(a, 8, 2) <= (size_t)kXsMaxSmem; }
 
-// XF32: a.M is the MMA column count, 2 x the f32 rows (see the kernel).
+// XF32: a.M is the MMA column count, 2 x the f32 rows (see the kernel). M > 32 columns: one grid row
+// (blockIdx.y) per 32 columns (NT = 4 only).
 template <int U, int NT, int MINB, bool XPRE = false, bool FULLK = false, bool XS = false, bool XF32 = false>
 cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persistent) {
   auto kernel = int4_mm_decode_kernel<U, NT, MINB, XPRE, FULLK, XS, XF32>;
@@ -775,7 +784,9 @@ cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persi
     }
     if (r > 0 && r < grid) grid = (int)r;
   }
-  const cudaError_t le = int4_cuda::launch(kernel, dim3(grid), dim3(wk * 32), smem, stream, a.x, a.q, a.s,
+  const int chunks = (a.M + 31) / 32;
+  if (chunks > 1 && (NT != 4 || persistent)) return cudaErrorInvalidConfiguration;  // a launcher bug
+  const cudaError_t le = int4_cuda::launch(kernel, dim3(grid, chunks), dim3(wk * 32), smem, stream, a.x, a.q, a.s,
                                            a.z, a.out, a.M, a.N, a.K, a.gsh);
   return le != cudaSuccess ? le : cudaGetLastError();
 }
@@ -792,6 +803,40 @@ cudaError_t launch_prefill(const Args& a, cudaStream_t stream) {
   const cudaError_t le = int4_cuda::launch(kernel, dim3((unsigned)tiles), dim3(PF_THREADS), smem,
                                            stream, a.x, a.q, a.s, a.z, a.out, a.M, a.N, a.K, a.gsh);
   return le != cudaSuccess ? le : cudaGetLastError();
+}
+
+// SM count of the current device, cached per device.
+cudaError_t device_sms(int* sms) {
+  static std::atomic<int> cache[kMaxDevices];
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
+  *sms = dev < kMaxDevices ? cache[dev].load(std::memory_order_relaxed) : 0;
+  if (*sms > 0) return cudaSuccess;
+  e = cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev);
+  if (e == cudaSuccess && dev < kMaxDevices) cache[dev].store(*sms, std::memory_order_relaxed);
+  return e;
+}
+
+// Past the decode kernel's 32 MMA columns, up to max_cols: the decode kernel over 32-column token
+// chunks (one grid row each) instead of the prefill kernel when the latter would have fewer blocks
+// than SMs (few weight rows: its blocks then walk all of K serially). Each chunk re-reads the
+// weights, mostly from L2 since the chunks run together, and re-dequantizes them: worth it only for
+// a few chunks. Measured on H100 (notes v16), bf16: 4096x4096 M = 33/64/128 71.6/74.5/80.4 ->
+// 23.8/28.0/53.5 us, 4096x14336 M = 64 280.6 -> 82.8 us; 28672x4096 (224 prefill blocks) is faster
+// in the prefill kernel (M = 64: 128.8 vs 181.4 us). f32 (the register split per lane costs more):
+// 4096x4096 M = 33 84.1 -> 67.5 us, equal at M = 64, 3072x576 M = 64 10 % slower.
+constexpr int kChunkedMaxCols = 128;
+constexpr int kChunkedMaxColsF32 = 96;
+cudaError_t chunked_decode_pays(const Args& a, int cols, int max_cols, int tokens_per_prefill_block, bool* pays) {
+  *pays = false;
+  if (cols > max_cols) return cudaSuccess;
+  int sms = 0;
+  const cudaError_t e = device_sms(&sms);
+  if (e != cudaSuccess) return e;
+  const int64_t blocks = (int64_t)((a.M + tokens_per_prefill_block - 1) / tokens_per_prefill_block) * ((a.N + PF_BN - 1) / PF_BN);
+  *pays = blocks < (int64_t)sms;
+  return cudaSuccess;
 }
 
 // Variant table (benchmarking/tuning); variant 0 = the default choice.
@@ -873,7 +918,12 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
               : (fk ? launch_decode<1, 2, 2, false, true>(a, stream, 8, many)
                     : launch_decode<1, 2, 2>(a, stream, 8, many));
   }
-  if (a.M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M)
+  bool chunked = a.M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M || (variant == 16 && a.M <= kChunkedMaxCols);
+  if (!chunked && variant == 0) {
+    const cudaError_t e = chunked_decode_pays(a, a.M, kChunkedMaxCols, PF_BM, &chunked);
+    if (e != cudaSuccess) return e;
+  }
+  if (chunked)
     return a.K % 128 == 0 ? launch_decode<1, 4, 2, false, true>(a, stream, 8, false)
                           : launch_decode<1, 4, 2>(a, stream, 8, false);
   return launch_prefill(a, stream);
@@ -884,9 +934,19 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
 // M <= INT4_CUDA_PLAIN_MM_F32_DECODE_MAX_M rows as 2M bf16 columns (hi, lo), with the bf16 path's
 // choice of U, persistence and FULLK.
 cudaError_t launch_variant_f32(const Args& a, int variant, cudaStream_t stream) {
-  if (variant == 9 || a.M > INT4_CUDA_PLAIN_MM_F32_DECODE_MAX_M) return launch_prefill<kPrefillStages, true>(a, stream);
   Args c = a;
   c.M = 2 * a.M;  // MMA columns
+  if (a.M > INT4_CUDA_PLAIN_MM_F32_DECODE_MAX_M) {  // the prefill kernel, or token chunks (see launch_variant)
+    bool chunked = variant == 16 && c.M <= kChunkedMaxCols;
+    if (variant == 0) {
+      const cudaError_t e = chunked_decode_pays(a, c.M, kChunkedMaxColsF32, PF_BM / 2, &chunked);
+      if (e != cudaSuccess) return e;
+    }
+    if (!chunked) return launch_prefill<kPrefillStages, true>(a, stream);
+    return a.K % 128 == 0 ? launch_decode<1, 4, 2, false, true, false, true>(c, stream, 8, false)
+                          : launch_decode<1, 4, 2, false, false, false, true>(c, stream, 8, false);
+  }
+  if (variant == 9) return launch_prefill<kPrefillStages, true>(a, stream);
   const int ki = (a.K + 127) / 128;
   const int per_warp = (ki + 7) / 8;
   const int tiles = (a.N + 15) / 16;

@@ -29,7 +29,7 @@
  * model's activations in f32 between layers (export_llm --dtype fp32). M <= 16 takes the decode
  * kernel (2M MMA columns; at M = 1 it splits x once per block into shared memory and costs about
  * the bf16 time on large shapes), larger M the prefill kernel at 64 tokens per block (twice the
- * MMAs of bf16).
+ * MMAs of bf16) or, up to M = 48 with few weight rows, the decode kernel over chunks of 16 rows.
  * Inf x stays inf (lo = 0); NaN stays NaN.
  *
  * Arguments accepted:
@@ -46,6 +46,8 @@
  *   M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M : decode kernel, tensor-core matvec; all M rows are fused
  *                                          so every weight byte is read once (M <= 8 costs about
  *                                          the same as M = 1).
+ *   M <= 128 where the prefill kernel would : the decode kernel over token chunks of 32 (one grid row
+ *   have fewer blocks than SMs (few rows)     each; the chunks share the weight reads through L2).
  *   otherwise                            : prefill kernel, tiled tensor-core GEMM with the dequant
  *                                          fused in its main loop.
  *
@@ -118,13 +120,15 @@ int int4_cuda_int4_plain_mm_f32(const void* x,      /* f32   [M, K]    */
 /* Not part of the stable contract (benchmarks and tests only): same as int4_cuda_int4_plain_mm but
  * forces a kernel variant. 0 = default dispatch; 8 = prefill kernel with 4 stages; 1..7, 10..15 = decode-kernel variants (M <= 32 only,
  * else INT4_CUDA_ERR_BAD_M; 13..15, activations staged in shared memory, take the default dispatch
- * unless M == 1); 9 = prefill kernel for any M. Other values = default dispatch. */
+ * unless M == 1); 9 = prefill kernel for any M; 16 = decode kernel over token chunks for
+ * 32 < M <= 128 (else the default). Other values = default dispatch. */
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                     int64_t group_size, int4_cuda_stream_t stream, int variant);
 /* The same for the f32 entry point: variant 9 = prefill kernel for any M; 13 / 14 = decode kernel
  * with x split once per block into shared memory, persistent / one block per row tile (M == 1 and
- * K <= 16384 only; 13 is the default there); others = default dispatch. */
+ * K <= 16384 only; 13 is the default there); 16 = decode kernel over chunks of 16 rows for
+ * 16 < M <= 64; others = default dispatch. */
 int int4_cuda_int4_plain_mm_f32_variant(const void* x, const void* qdata, const void* scale,
                                         const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                         int64_t group_size, int4_cuda_stream_t stream, int variant);

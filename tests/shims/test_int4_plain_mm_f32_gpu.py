@@ -113,3 +113,11 @@ def test_repeatable(shims_lib, dev):
         run_f32(shims_lib, x, qdata, scale, zero, out, M, N, K, gs)
         outs.append(out)
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
+# Chunks of 16 f32 rows (variant 16; the default for 16 < M <= 64 with few weight rows).
+@pytest.mark.parametrize("variant", [None, 16, 9])
+@pytest.mark.parametrize("M", [17, 31, 33, 48, 64])
+@pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (700, 2080, 32), (3000, 576, 64)])
+def test_token_chunks(shims_lib, dev, variant, M, N, K, gs):
+    check_f32(shims_lib, M, N, K, gs, dev, variant=variant)

@@ -143,3 +143,12 @@ def test_repeatable(shims_lib, dev):
         run(shims_lib, x, qdata, scale, zero, out, M, N, K, gs)
         outs.append(out)
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
+# Token chunks (variant 16; the default for 32 < M <= 128 when the prefill grid is small) against the
+# prefill kernel's shapes: chunk edges (33, 65, 100), K not a multiple of 128, every gs, many tiles.
+@pytest.mark.parametrize("variant", [None, 16, PREFILL_VARIANT])
+@pytest.mark.parametrize("M", [33, 40, 64, 65, 100, 128])
+@pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (700, 2080, 32), (3000, 576, 64), (64, 21504, 256)])
+def test_token_chunks(shims_lib, dev, variant, M, N, K, gs):
+    check(shims_lib, M, N, K, gs, dev, variant=variant)
