@@ -440,6 +440,21 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) 
                : "r"(s));
 }
 
+// Activation tile loader: chunk c = tid + PF_THREADS * i is (row c / 8, 8 elements at column 8 (c % 8))
+// of rows m0.. of x [M, K]; rows >= M point at row M - 1 (never read: ok = false).
+template <typename T, int NI>
+__device__ __forceinline__ void x_chunks(const T* x, int tid, int m0, int M, int K, const T* (&src)[NI], int (&row)[NI],
+                                         int (&part)[NI], bool (&ok)[NI]) {
+#pragma unroll
+  for (int i = 0; i < NI; ++i) {
+    const int c = tid + i * PF_THREADS;
+    row[i] = c >> 3;
+    part[i] = c & 7;
+    ok[i] = m0 + row[i] < M;
+    src[i] = x + (int64_t)min(m0 + row[i], M - 1) * K + part[i] * 8;
+  }
+}
+
 template <int S, bool XF32 = false>
 __global__ void __launch_bounds__(PF_THREADS, 2)
     int4_mm_prefill_kernel(const void* __restrict__ xv_, const uint8_t* __restrict__ q,
@@ -466,30 +481,16 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
   const int KT = (K + PF_BK - 1) / PF_BK;
   const int G = K >> gs_shift;
 
-  // Loader assignments. x: 128 rows x 8 chunks of 16 B, thread handles chunks tid + 256 i.
+  // Loader assignments. x: 128 rows x 8 chunks of 8 bf16 (16 B), thread handles chunks tid + 256 i;
+  // XF32: 64 tokens x 8 chunks of 8 floats, i < 2.
   const uint16_t* xsrc[4];
   int xrow[4], xpart[4];
   bool xrow_ok[4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int c = tid + i * PF_THREADS;
-    xrow[i] = c >> 3;
-    xpart[i] = c & 7;
-    xrow_ok[i] = m0 + xrow[i] < M;
-    xsrc[i] = x + (int64_t)min(m0 + xrow[i], M - 1) * K + xpart[i] * 8;
-  }
-  // XF32 x: 64 tokens x 8 chunks of 8 floats; thread handles chunks tid + 256 i (i < 2).
+  x_chunks(x, tid, m0, M, K, xsrc, xrow, xpart, xrow_ok);
   const float* xfsrc[2];
   int xftok[2], xfpart[2];
   bool xftok_ok[2];
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int c = tid + i * PF_THREADS;
-    xftok[i] = c >> 3;
-    xfpart[i] = c & 7;
-    xftok_ok[i] = m0 + xftok[i] < M;
-    xfsrc[i] = xf + (int64_t)min(m0 + xftok[i], M - 1) * K + xfpart[i] * 8;
-  }
+  x_chunks(xf, tid, m0, M, K, xfsrc, xftok, xfpart, xftok_ok);
   float4 xfv[2][2];
   auto xf_fetch = [&](int kt) {
 #pragma unroll
@@ -839,6 +840,37 @@ cudaError_t chunked_decode_pays(const Args& a, int cols, int max_cols, int token
   return cudaSuccess;
 }
 
+// Decode policy, measured on H100 (docs/notes/int4_plain_mm.md). 8 warps per row tile; U = 2 (2
+// blocks/SM) only for long K (>= 8 k-iterations per warp) when the tiles fit one wave at 2 blocks/SM
+// or there are many of them, else U = 1 (3 blocks/SM for one token tile). Many row tiles (and >= 2
+// k-iterations per warp, so a tile is worth prefetching across): persistent blocks. 264/396 = one
+// wave of 2/3 blocks on an H100's 132 SMs (a tuning constant only; any GPU gets correct results).
+// K % 128 == 0: the kernel drops its per-chunk K checks (FULLK).
+struct DecodePolicy {
+  bool many, u2, fk;
+};
+DecodePolicy decode_policy(const Args& a) {
+  const int ki = (a.K + 127) / 128;
+  const int per_warp = (ki + 7) / 8;
+  const int tiles = (a.N + 15) / 16;
+  const bool many = tiles > 396 && per_warp >= 2;
+  return {many, per_warp >= 8 && (many || tiles <= 264), a.K % 128 == 0};
+}
+
+// The register-path decode kernel with NT token tiles under policy p. NT = 4 (up to 32 columns, and
+// token chunks beyond) runs U = 1 and one block per row tile (its registers leave no room for more).
+template <int NT, bool XF32>
+cudaError_t launch_registers(const Args& a, const DecodePolicy& p, cudaStream_t stream) {
+  if constexpr (NT == 4)
+    return p.fk ? launch_decode<1, 4, 2, false, true, false, XF32>(a, stream, 8, false)
+                : launch_decode<1, 4, 2, false, false, false, XF32>(a, stream, 8, false);
+  constexpr int kMinBlocksU1 = NT == 1 ? 3 : 2;
+  return p.u2 ? (p.fk ? launch_decode<2, NT, 2, false, true, false, XF32>(a, stream, 8, p.many)
+                      : launch_decode<2, NT, 2, false, false, false, XF32>(a, stream, 8, p.many))
+              : (p.fk ? launch_decode<1, NT, kMinBlocksU1, false, true, false, XF32>(a, stream, 8, p.many)
+                      : launch_decode<1, NT, kMinBlocksU1, false, false, false, XF32>(a, stream, 8, p.many));
+}
+
 // Variant table (benchmarking/tuning); variant 0 = the default choice.
 cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
   if (a.M > 16 && a.M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M &&
@@ -889,88 +921,50 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
     default: break;
   }
   if (a.M <= 16) {
-    // Measured on H100 (docs/notes/int4_plain_mm.md). 8 warps per row tile; U = 2 (2 blocks/SM)
-    // only for long K (>= 8 k-iterations per warp) when the tiles fit one wave at 2 blocks/SM or
-    // there are many of them, else U = 1 (3 blocks/SM). Many row tiles (and >= 2 k-iterations per
-    // warp, so a tile is worth prefetching across): persistent blocks. 264/396 = one wave of
-    // 2/3 blocks on an H100's 132 SMs (a tuning constant only; any GPU gets correct results).
-    const int ki = (a.K + 127) / 128;
-    const int per_warp = (ki + 7) / 8;
-    const int tiles = (a.N + 15) / 16;
-    const bool many = tiles > 396 && per_warp >= 2;
-    const bool u2 = per_warp >= 8 && (many || tiles <= 264);
-    // K % 128 == 0: the kernel drops its per-chunk K checks.
-    const bool fk = a.K % 128 == 0;
+    const DecodePolicy p = decode_policy(a);
     // Persistent blocks stage x once in shared memory and reuse it for every row tile (XS: +4-5 %
     // on 21504x5376 and 128256x4096, equal on 28672x4096; with few tiles the staging does not pay).
-    if (many && xs_fits(a))
-      return u2 ? (fk ? launch_decode<2, 1, 2, false, true, true>(a, stream, 8, true)
-                      : launch_decode<2, 1, 2, false, false, true>(a, stream, 8, true))
-                : (fk ? launch_decode<1, 1, 3, false, true, true>(a, stream, 8, true)
-                      : launch_decode<1, 1, 3, false, false, true>(a, stream, 8, true));
-    if (a.M <= 8)
-      return u2 ? (fk ? launch_decode<2, 1, 2, false, true>(a, stream, 8, many)
-                      : launch_decode<2, 1, 2>(a, stream, 8, many))
-                : (fk ? launch_decode<1, 1, 3, false, true>(a, stream, 8, many)
-                      : launch_decode<1, 1, 3>(a, stream, 8, many));
-    return u2 ? (fk ? launch_decode<2, 2, 2, false, true>(a, stream, 8, many)
-                    : launch_decode<2, 2, 2>(a, stream, 8, many))
-              : (fk ? launch_decode<1, 2, 2, false, true>(a, stream, 8, many)
-                    : launch_decode<1, 2, 2>(a, stream, 8, many));
+    if (p.many && xs_fits(a))
+      return p.u2 ? (p.fk ? launch_decode<2, 1, 2, false, true, true>(a, stream, 8, true)
+                          : launch_decode<2, 1, 2, false, false, true>(a, stream, 8, true))
+                  : (p.fk ? launch_decode<1, 1, 3, false, true, true>(a, stream, 8, true)
+                          : launch_decode<1, 1, 3, false, false, true>(a, stream, 8, true));
+    return a.M <= 8 ? launch_registers<1, false>(a, p, stream) : launch_registers<2, false>(a, p, stream);
   }
   bool chunked = a.M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M || (variant == 16 && a.M <= kChunkedMaxCols);
   if (!chunked && variant == 0) {
     const cudaError_t e = chunked_decode_pays(a, a.M, kChunkedMaxCols, PF_BM, &chunked);
     if (e != cudaSuccess) return e;
   }
-  if (chunked)
-    return a.K % 128 == 0 ? launch_decode<1, 4, 2, false, true>(a, stream, 8, false)
-                          : launch_decode<1, 4, 2>(a, stream, 8, false);
+  if (chunked) return launch_registers<4, false>(a, decode_policy(a), stream);
   return launch_prefill(a, stream);
 }
 
 // f32 activations: variant 9 = prefill kernel for any M; 13 / 14 = XS (M = 1) persistent / block
 // per row tile; anything else = default dispatch. The decode kernel takes
 // M <= INT4_CUDA_PLAIN_MM_F32_DECODE_MAX_M rows as 2M bf16 columns (hi, lo), with the bf16 path's
-// choice of U, persistence and FULLK.
+// policy (decode_policy).
 cudaError_t launch_variant_f32(const Args& a, int variant, cudaStream_t stream) {
   Args c = a;
   c.M = 2 * a.M;  // MMA columns
+  const DecodePolicy p = decode_policy(a);
   if (a.M > INT4_CUDA_PLAIN_MM_F32_DECODE_MAX_M) {  // the prefill kernel, or token chunks (see launch_variant)
     bool chunked = variant == 16 && c.M <= kChunkedMaxCols;
     if (variant == 0) {
       const cudaError_t e = chunked_decode_pays(a, c.M, kChunkedMaxColsF32, PF_BM / 2, &chunked);
       if (e != cudaSuccess) return e;
     }
-    if (!chunked) return launch_prefill<kPrefillStages, true>(a, stream);
-    return a.K % 128 == 0 ? launch_decode<1, 4, 2, false, true, false, true>(c, stream, 8, false)
-                          : launch_decode<1, 4, 2, false, false, false, true>(c, stream, 8, false);
+    return chunked ? launch_registers<4, true>(c, p, stream) : launch_prefill<kPrefillStages, true>(a, stream);
   }
   if (variant == 9) return launch_prefill<kPrefillStages, true>(a, stream);
-  const int ki = (a.K + 127) / 128;
-  const int per_warp = (ki + 7) / 8;
-  const int tiles = (a.N + 15) / 16;
-  const bool many = tiles > 396 && per_warp >= 2;
-  const bool u2 = per_warp >= 8 && (many || tiles <= 264);
-  const bool fk = a.K % 128 == 0;
   // M = 1: x split and staged once per block (XS), persistent blocks. Measured on H100 (docs/notes/
   // int4_plain_mm.md v15): 1.04x the bf16 time on 28672x4096, 1.12x on 4096x4096, 1.2-1.25x on the
   // SmolLM2 shapes; splitting in registers per lane instead cost 1.3-1.7x.
   if ((variant == 0 || variant == 13 || variant == 14) && xs_fits_f32(c))
-    return fk ? launch_decode<1, 1, 3, false, true, true, true>(c, stream, 8, variant != 14)
-              : launch_decode<1, 1, 3, false, false, true, true>(c, stream, 8, variant != 14);
-  if (c.M <= 8)
-    return u2 ? (fk ? launch_decode<2, 1, 2, false, true, false, true>(c, stream, 8, many)
-                    : launch_decode<2, 1, 2, false, false, false, true>(c, stream, 8, many))
-              : (fk ? launch_decode<1, 1, 3, false, true, false, true>(c, stream, 8, many)
-                    : launch_decode<1, 1, 3, false, false, false, true>(c, stream, 8, many));
-  if (c.M <= 16)
-    return u2 ? (fk ? launch_decode<2, 2, 2, false, true, false, true>(c, stream, 8, many)
-                    : launch_decode<2, 2, 2, false, false, false, true>(c, stream, 8, many))
-              : (fk ? launch_decode<1, 2, 2, false, true, false, true>(c, stream, 8, many)
-                    : launch_decode<1, 2, 2, false, false, false, true>(c, stream, 8, many));
-  return fk ? launch_decode<1, 4, 2, false, true, false, true>(c, stream, 8, false)
-            : launch_decode<1, 4, 2, false, false, false, true>(c, stream, 8, false);
+    return p.fk ? launch_decode<1, 1, 3, false, true, true, true>(c, stream, 8, variant != 14)
+                : launch_decode<1, 1, 3, false, false, true, true>(c, stream, 8, variant != 14);
+  return c.M <= 8 ? launch_registers<1, true>(c, p, stream)
+                  : c.M <= 16 ? launch_registers<2, true>(c, p, stream) : launch_registers<4, true>(c, p, stream);
 }
 
 int plain_mm_impl(const void* x, const void* qdata, const void* scale, const void* zero, void* out,

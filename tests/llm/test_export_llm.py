@@ -81,6 +81,29 @@ PASSAGE = ("The river runs through the old town, past the market square where fa
            "turns the water gold and the swallows fly low over the arches.")
 
 
+def window_sqnr(export_dir, bf16_weights: bool):
+    """(start, [SQNR dB]) of the export's logits at each position of a random 32-token window of
+    PASSAGE, fed one token per step through its KV cache, against the float32 eager model on the
+    dequantized int4 weights (bf16_weights: rounded once to bf16, as the kernels use them)."""
+    from tokenizers import Tokenizer
+
+    cfg, state, _, _ = load_gguf(default_gguf())
+    deq = {}
+    for k, v in state.items():
+        w = CoalescedInt4Tensor.from_int4_tensor(v).dequantize() if hasattr(v, "block_size") else v.float()
+        deq[k] = w.to(torch.bfloat16).float() if bf16_weights else w
+    cfg.max_seq_len = 256
+    eager = build_model(cfg, deq, torch.float32)
+    ids = Tokenizer.from_file(str(export_dir / "tokenizer.json")).encode(PASSAGE).ids
+    start = int.from_bytes(os.urandom(2), "little") % (len(ids) - 32)
+    tokens = torch.tensor([ids[start:start + 32]])
+    with torch.no_grad():
+        ref = eager(tokens, torch.tensor([0]))[0]  # [32, V], causal over the whole prompt
+    prog = int4_cuda.load(str(export_dir / "smollm2.pte"))
+    return start, [sqnr_db(ref[t], prog.run("forward", tokens[:, t:t + 1], torch.tensor([t]))[0].reshape(-1))
+                   for t in range(32)]
+
+
 def test_logits_match_eager_at_every_position(smol):
     """A 32-token prompt (a random window of an English passage), fed one token per step through the
     exported KV cache, against the float32 eager model on the same dequantized weights.
@@ -91,20 +114,7 @@ def test_logits_match_eager_at_every_position(smol):
     with float32 sums a few ulps apart scores 26.0-32.0 dB worst (benchmarks/numerics_floor.py), so
     30 dB at every position is below the floor of bf16 activations. Asserted: what holds today.
     The fp32 export meets 30 dB (test_fp32_logits_match_eager_at_every_position)."""
-    cfg, state, _, _ = load_gguf(default_gguf())
-    deq = {k: (CoalescedInt4Tensor.from_int4_tensor(v).dequantize() if hasattr(v, "block_size") else v.float())
-           for k, v in state.items()}
-    cfg.max_seq_len = 256
-    eager = build_model(cfg, deq, torch.float32)
-    from tokenizers import Tokenizer
-
-    ids = Tokenizer.from_file(str(smol / "tokenizer.json")).encode(PASSAGE).ids
-    start = int.from_bytes(os.urandom(2), "little") % (len(ids) - 32)
-    tokens = torch.tensor([ids[start:start + 32]])
-    with torch.no_grad():
-        ref = eager(tokens, torch.tensor([0]))[0]  # [32, V], causal over the whole prompt
-    prog = int4_cuda.load(str(smol / "smollm2.pte"))
-    sq = [sqnr_db(ref[t], prog.run("forward", tokens[:, t:t + 1], torch.tensor([t]))[0].reshape(-1)) for t in range(32)]
+    start, sq = window_sqnr(smol, bf16_weights=False)
     assert min(sq) >= 20 and sum(sq) / len(sq) >= 35, f"window {start}: worst {min(sq):.1f} dB, mean {sum(sq) / 32:.1f} dB"
 
 
@@ -137,20 +147,7 @@ def test_fp32_logits_match_eager_at_every_position(smol_fp32):
     reference executor): worst position 101.7-110.9 dB, mean 116.1-118.3 dB. Also asserted: 80 dB,
     which any bf16 rounding of activations breaks (the lm_head input alone costs 35-45 dB worst,
     docs/notes/numerics.md)."""
-    cfg, state, _, _ = load_gguf(default_gguf())
-    deq = {k: (CoalescedInt4Tensor.from_int4_tensor(v).dequantize().to(torch.bfloat16).float()
-               if hasattr(v, "block_size") else v.float()) for k, v in state.items()}
-    cfg.max_seq_len = 256
-    eager = build_model(cfg, deq, torch.float32)
-    from tokenizers import Tokenizer
-
-    ids = Tokenizer.from_file(str(smol_fp32 / "tokenizer.json")).encode(PASSAGE).ids
-    start = int.from_bytes(os.urandom(2), "little") % (len(ids) - 32)
-    tokens = torch.tensor([ids[start:start + 32]])
-    with torch.no_grad():
-        ref = eager(tokens, torch.tensor([0]))[0]  # [32, V], causal over the whole prompt
-    prog = int4_cuda.load(str(smol_fp32 / "smollm2.pte"))
-    sq = [sqnr_db(ref[t], prog.run("forward", tokens[:, t:t + 1], torch.tensor([t]))[0].reshape(-1)) for t in range(32)]
+    start, sq = window_sqnr(smol_fp32, bf16_weights=True)
     msg = f"window {start}: worst {min(sq):.1f} dB, mean {sum(sq) / 32:.1f} dB"
     assert min(sq) >= 30, msg
     assert min(sq) >= 80, msg
