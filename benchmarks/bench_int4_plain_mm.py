@@ -38,7 +38,8 @@ PREFILL_SHAPES = [(4096, 4096), (6144, 4096), (28672, 4096), (4096, 14336)]
 F32_PLAN = [(28672, 4096, 1), (4096, 4096, 1), (21504, 5376, 1), (1536, 576, 1), (3072, 576, 1), (49152, 576, 1),
             (576, 1536, 1), (4096, 4096, 4), (4096, 4096, 16), (4096, 4096, 33), (4096, 4096, 64), (4096, 4096, 512),
             (3072, 576, 64)]
-F32_VARIANTS = {13: "XS persistent", 14: "XS block/tile", 9: "prefill kernel", 16: "decode kernel, token chunks"}
+F32_VARIANTS = {13: "XS persistent", 14: "XS block/tile", 9: "prefill kernel", 16: "decode kernel, token chunks",
+                17: "prefill kernel, BM 64"}
 DECODE_VARIANTS = {4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent", 13: "XS U1 persistent", 14: "XS U1 block/tile", 15: "XS U2 persistent"}
 
 
@@ -286,7 +287,7 @@ def main():
             print(f"f32      {N:>6}x{K:<6} M={M:<4} {t:9.2f} us {r['pct_copy']:5.1f}% bf16 {r['bf16_us']:9.2f} us "
                   f"err {err:.2e}", flush=True)
             for v, name in (F32_VARIANTS.items() if args.variants else ()):
-                if (M <= 16 and v != 16) or v == 9 or (v == 16 and 16 < M <= 64):
+                if (M <= 16 and v not in (16, 17)) or v == 9 or (v == 16 and 16 < M <= 64) or (v == 17 and M > 16):
                     tv, ev = time_ours(lib, case, M, variant=v, f32=True)
                     vrows.append(dict(N=N, K=K, M=M, gs=gs, variant=v, name="f32 " + name, us=tv,
                                       pct_copy=100 * byts / tv / 1e3 / copy_bw, relerr=ev))
@@ -304,8 +305,10 @@ def main():
         print(f"{sec:8s} {N:>6}x{K:<6} M={M:<4} gs={gs:<3} {t:9.2f} us {r['gbps']:7.0f} GB/s {r['pct_copy']:5.1f}% "
               f"tflops {r['tflops']:6.1f} tg {tg if tg is None else round(tg, 2)} cublas {cb if cb is None else round(cb, 2)} err {err:.2e}",
               flush=True)
-        if args.variants and sec == "prefill" and M <= 128:
-            for v, name in ((9, "prefill kernel"), (16, "decode kernel, token chunks")):
+        if args.variants and sec == "prefill":
+            for v, name in ((9, "prefill kernel"), (16, "decode kernel, token chunks"), (17, "prefill kernel, BM 64")):
+                if v == 16 and M > 128:
+                    continue
                 tv, ev = time_ours(lib, case, M, variant=v, check=True)
                 vrows.append(dict(N=N, K=K, M=M, gs=gs, variant=v, name=name, us=tv, pct_copy=100 * byts / tv / 1e3 / copy_bw, relerr=ev))
                 print(f"   variant {v} ({name}): {tv:9.2f} us err {ev:.1e}", flush=True)

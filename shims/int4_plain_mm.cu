@@ -411,12 +411,13 @@ __global__ void __launch_bounds__(256, MINB)
 // rows 8-15 the lo bf16 parts (split8) of the same 8 tokens, so d0+d2 and d1+d3 are a token's f32
 // results. Their x tiles are loaded to registers before the MMAs and split into shared memory after
 // them (cp.async cannot convert).
+// BM = 64 (token rows per block; warp tile 32 x 32): twice the blocks, for grids that leave SMs idle.
 constexpr int PF_BM = 128, PF_BN = 128, PF_BK = 64, PF_LD = 72;  // LD: padded row (bf16), 144 B
 constexpr int PF_THREADS = 256;
 
-template <int S>
+template <int S, int BM = PF_BM>
 struct PrefillSmem {
-  uint16_t xs[S][PF_BM][PF_LD];
+  uint16_t xs[S][BM][PF_LD];
   uint16_t wbf[2][PF_BN][PF_LD];
   uint8_t wraw[S][PF_BN][32];
 };
@@ -455,25 +456,27 @@ __device__ __forceinline__ void x_chunks(const T* x, int tid, int m0, int M, int
   }
 }
 
-template <int S, bool XF32 = false>
+template <int S, bool XF32 = false, int BM = PF_BM>
 __global__ void __launch_bounds__(PF_THREADS, 2)
     int4_mm_prefill_kernel(const void* __restrict__ xv_, const uint8_t* __restrict__ q,
                            const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
                            void* __restrict__ out_, int M, int N, int K, int gs_shift) {
   static_assert(S >= 3, "pipeline needs >= 3 stages");
-  constexpr int TOK = XF32 ? PF_BM / 2 : PF_BM;  // tokens per block
+  static_assert(BM == 128 || BM == 64, "token tile");
+  constexpr int TOK = XF32 ? BM / 2 : BM;  // tokens per block
+  constexpr int MT = BM / 32;              // 16-row MMA tiles per warp (2 warps along the tokens)
   const uint16_t* x = static_cast<const uint16_t*>(xv_);
   const float* xf = static_cast<const float*>(xv_);
   // Before any global access (shims/pdl.cuh). No early pdl_trigger(): the next kernel's blocks
   // would park on SM slots this weight stream uses (measured slower on the llama3 presets).
   int4_cuda::pdl_wait();
   extern __shared__ __align__(128) uint8_t smem_raw[];
-  PrefillSmem<S>& sm = *reinterpret_cast<PrefillSmem<S>*>(smem_raw);
+  PrefillSmem<S, BM>& sm = *reinterpret_cast<PrefillSmem<S, BM>*>(smem_raw);
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;
-  const int wm = warp & 1;   // token half: 64 tokens
+  const int wm = warp & 1;   // token half: BM / 2 rows
   const int wn = warp >> 1;  // weight-row quarter: 32 rows
   const int mtiles = (M + TOK - 1) / TOK;
   const int m0 = (blockIdx.x % mtiles) * TOK;
@@ -481,20 +484,21 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
   const int KT = (K + PF_BK - 1) / PF_BK;
   const int G = K >> gs_shift;
 
-  // Loader assignments. x: 128 rows x 8 chunks of 8 bf16 (16 B), thread handles chunks tid + 256 i;
-  // XF32: 64 tokens x 8 chunks of 8 floats, i < 2.
-  const uint16_t* xsrc[4];
-  int xrow[4], xpart[4];
-  bool xrow_ok[4];
+  // Loader assignments. x: BM rows x 8 chunks of 8 bf16 (16 B), thread handles chunks tid + 256 i;
+  // XF32: BM / 2 tokens x 8 chunks of 8 floats.
+  constexpr int XI = BM * 8 / PF_THREADS, XFI = XI / 2;
+  const uint16_t* xsrc[XI];
+  int xrow[XI], xpart[XI];
+  bool xrow_ok[XI];
   x_chunks(x, tid, m0, M, K, xsrc, xrow, xpart, xrow_ok);
-  const float* xfsrc[2];
-  int xftok[2], xfpart[2];
-  bool xftok_ok[2];
+  const float* xfsrc[XFI];
+  int xftok[XFI], xfpart[XFI];
+  bool xftok_ok[XFI];
   x_chunks(xf, tid, m0, M, K, xfsrc, xftok, xfpart, xftok_ok);
-  float4 xfv[2][2];
+  float4 xfv[XFI][2];
   auto xf_fetch = [&](int kt) {
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < XFI; ++i) {
       const bool ok = kt < KT && xftok_ok[i] && kt * PF_BK + xfpart[i] * 8 < K;
       xfv[i][0] = ok ? ld_nc_f4(xfsrc[i] + kt * PF_BK) : make_float4(0.f, 0.f, 0.f, 0.f);
       xfv[i][1] = ok ? ld_nc_f4(xfsrc[i] + kt * PF_BK + 4) : make_float4(0.f, 0.f, 0.f, 0.f);
@@ -503,7 +507,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
   auto xf_store = [&](int kt) {  // token t -> rows 16(t/8) + t%8 (hi) and + 8 (lo)
     if (kt >= KT) return;
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < XFI; ++i) {
       const int row = (xftok[i] >> 3) * 16 + (xftok[i] & 7);
       uint16_t* dst = &sm.xs[kt % S][row][xfpart[i] * 8];
       uint4 hi, lo;
@@ -525,7 +529,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
       const int slot = kt % S;
       const int k0 = kt * PF_BK;
 #pragma unroll
-      for (int i = 0; i < (XF32 ? 0 : 4); ++i) {
+      for (int i = 0; i < (XF32 ? 0 : XI); ++i) {
         // Token rows >= M are zero-filled, not re-read (clamped duplicate reads of one row by many
         // threads measured 2x slower for M = 33..64).
         const bool ok = xrow_ok[i] && k0 + xpart[i] * 8 < K;
@@ -567,9 +571,9 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
     }
   };
 
-  float acc[4][4][4];
+  float acc[MT][4][4];
 #pragma unroll
-  for (int a = 0; a < 4; ++a)
+  for (int a = 0; a < MT; ++a)
 #pragma unroll
     for (int b = 0; b < 4; ++b)
 #pragma unroll
@@ -602,16 +606,16 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
     const int wbuf = kt & 1;
 #pragma unroll
     for (int kk = 0; kk < PF_BK; kk += 16) {
-      uint32_t af[4][4], bfr[2][4];
+      uint32_t af[MT][4], bfr[2][4];
 #pragma unroll
-      for (int mt = 0; mt < 4; ++mt)
-        ldmatrix_x4(af[mt], &sm.xs[slot][wm * 64 + mt * 16 + (lane & 15)][kk + (lane >> 4) * 8]);
+      for (int mt = 0; mt < MT; ++mt)
+        ldmatrix_x4(af[mt], &sm.xs[slot][wm * (BM / 2) + mt * 16 + (lane & 15)][kk + (lane >> 4) * 8]);
 #pragma unroll
       for (int np = 0; np < 2; ++np)
         ldmatrix_x4(bfr[np], &sm.wbf[wbuf][wn * 32 + np * 16 + (lane & 7) + ((lane >> 4) << 3)]
                                     [kk + ((lane >> 3) & 1) * 8]);
 #pragma unroll
-      for (int mt = 0; mt < 4; ++mt)
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int nt = 0; nt < 4; ++nt)
           mma_16816(acc[mt][nt], af[mt][0], af[mt][1], af[mt][2], af[mt][3],
@@ -630,8 +634,8 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
     float* outf = static_cast<float*>(out_);
     const bool vec2 = ((N & 1) == 0) && ((reinterpret_cast<uintptr_t>(outf) & 7) == 0);
 #pragma unroll
-    for (int mt = 0; mt < 4; ++mt) {
-      const int m = m0 + (wm * 4 + mt) * 8 + g;
+    for (int mt = 0; mt < MT; ++mt) {
+      const int m = m0 + (wm * MT + mt) * 8 + g;
       if (m >= M) continue;
       float* orow = outf + (int64_t)m * N;
 #pragma unroll
@@ -651,10 +655,10 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
   uint16_t* out = static_cast<uint16_t*>(out_);
   const bool vec_ok = ((N & 1) == 0) && ((reinterpret_cast<uintptr_t>(out) & 3) == 0);
 #pragma unroll
-  for (int mt = 0; mt < 4; ++mt) {
+  for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
-      const int m = m0 + wm * 64 + mt * 16 + g + hh * 8;
+      const int m = m0 + wm * (BM / 2) + mt * 16 + g + hh * 8;
       if (m >= M) continue;
       uint16_t* orow = out + (int64_t)m * N;
 #pragma unroll
@@ -792,13 +796,13 @@ cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persi
   return le != cudaSuccess ? le : cudaGetLastError();
 }
 
-template <int S = kPrefillStages, bool XF32 = false>
+template <int S = kPrefillStages, bool XF32 = false, int BM = PF_BM>
 cudaError_t launch_prefill(const Args& a, cudaStream_t stream) {
-  const size_t smem = sizeof(PrefillSmem<S>);
-  auto kernel = int4_mm_prefill_kernel<S, XF32>;
+  const size_t smem = sizeof(PrefillSmem<S, BM>);
+  auto kernel = int4_mm_prefill_kernel<S, XF32, BM>;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e != cudaSuccess) return e;
-  const int tok = XF32 ? PF_BM / 2 : PF_BM;
+  const int tok = XF32 ? BM / 2 : BM;
   const int64_t tiles = (int64_t)((a.M + tok - 1) / tok) * ((a.N + PF_BN - 1) / PF_BN);
   if (tiles > INT32_MAX) return cudaErrorInvalidConfiguration;
   const cudaError_t le = int4_cuda::launch(kernel, dim3((unsigned)tiles), dim3(PF_THREADS), smem,
@@ -918,6 +922,7 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
                             : launch_decode<2, 1, 2, false, false, true>(a, stream, 8, true);
     case 8: return launch_prefill<4>(a, stream);
     case 9: return launch_prefill(a, stream);
+    case 17: return launch_prefill<kPrefillStages, false, 64>(a, stream);
     default: break;
   }
   if (a.M <= 16) {
@@ -937,6 +942,10 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
     if (e != cudaSuccess) return e;
   }
   if (chunked) return launch_registers<4, false>(a, decode_policy(a), stream);
+  // M <= 64 with many weight rows: 64-token tiles, half the MMA work of a half-empty 128-token tile
+  // (H100, notes v17: 28672x4096 M = 33/64 126.1/129.9 -> 92.7/94.8 us; at M = 512 64-token tiles
+  // are 10-27 % slower).
+  if (variant == 0 && a.M <= 64) return launch_prefill<kPrefillStages, false, 64>(a, stream);
   return launch_prefill(a, stream);
 }
 
@@ -948,6 +957,8 @@ cudaError_t launch_variant_f32(const Args& a, int variant, cudaStream_t stream) 
   Args c = a;
   c.M = 2 * a.M;  // MMA columns
   const DecodePolicy p = decode_policy(a);
+  if (variant == 9) return launch_prefill<kPrefillStages, true>(a, stream);
+  if (variant == 17) return launch_prefill<kPrefillStages, true, 64>(a, stream);
   if (a.M > INT4_CUDA_PLAIN_MM_F32_DECODE_MAX_M) {  // the prefill kernel, or token chunks (see launch_variant)
     bool chunked = variant == 16 && c.M <= kChunkedMaxCols;
     if (variant == 0) {
@@ -956,7 +967,6 @@ cudaError_t launch_variant_f32(const Args& a, int variant, cudaStream_t stream) 
     }
     return chunked ? launch_registers<4, true>(c, p, stream) : launch_prefill<kPrefillStages, true>(a, stream);
   }
-  if (variant == 9) return launch_prefill<kPrefillStages, true>(a, stream);
   // M = 1: x split and staged once per block (XS), persistent blocks. Measured on H100 (docs/notes/
   // int4_plain_mm.md v15): 1.04x the bf16 time on 28672x4096, 1.12x on 4096x4096, 1.2-1.25x on the
   // SmolLM2 shapes; splitting in registers per lane instead cost 1.3-1.7x.

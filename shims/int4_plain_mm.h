@@ -49,7 +49,7 @@
  *   M <= 128 where the prefill kernel would : the decode kernel over token chunks of 32 (one grid row
  *   have fewer blocks than SMs (few rows)     each; the chunks share the weight reads through L2).
  *   otherwise                            : prefill kernel, tiled tensor-core GEMM with the dequant
- *                                          fused in its main loop.
+ *                                          fused in its main loop (64-token tiles for M <= 64).
  *
  * Error handling: every argument is checked on the host BEFORE any CUDA call, in the order of the
  * status codes below (first failure wins), so the checks run (and are testable) without a GPU.
@@ -121,14 +121,15 @@ int int4_cuda_int4_plain_mm_f32(const void* x,      /* f32   [M, K]    */
  * forces a kernel variant. 0 = default dispatch; 8 = prefill kernel with 4 stages; 1..7, 10..15 = decode-kernel variants (M <= 32 only,
  * else INT4_CUDA_ERR_BAD_M; 13..15, activations staged in shared memory, take the default dispatch
  * unless M == 1); 9 = prefill kernel for any M; 16 = decode kernel over token chunks for
- * 32 < M <= 128 (else the default). Other values = default dispatch. */
+ * 32 < M <= 128 (else the default); 17 = prefill kernel with 64-token tiles, any M. Other values =
+ * default dispatch. */
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                     int64_t group_size, int4_cuda_stream_t stream, int variant);
 /* The same for the f32 entry point: variant 9 = prefill kernel for any M; 13 / 14 = decode kernel
  * with x split once per block into shared memory, persistent / one block per row tile (M == 1 and
  * K <= 16384 only; 13 is the default there); 16 = decode kernel over chunks of 16 rows for
- * 16 < M <= 64; others = default dispatch. */
+ * 16 < M <= 64; 17 = prefill kernel with 32-token tiles, any M; others = default dispatch. */
 int int4_cuda_int4_plain_mm_f32_variant(const void* x, const void* qdata, const void* scale,
                                         const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                         int64_t group_size, int4_cuda_stream_t stream, int variant);

@@ -72,7 +72,7 @@ def test_smollm2_and_k_tail_shapes(shims_lib, dev, M, N, K, gs):
 # Both kernels at every decode M (variant 9 forces the prefill kernel; 13 / 14 the decode kernel
 # with both parts of x staged in shared memory, M = 1 only, else the default), and the decode
 # kernel's U = 2 / persistent choices (long K, many row tiles).
-@pytest.mark.parametrize("variant", [None, 9, 13, 14])
+@pytest.mark.parametrize("variant", [None, 9, 13, 14, 17])
 @pytest.mark.parametrize("M", [1, 3, 4, 5, 8, 9, 16])
 @pytest.mark.parametrize("N,K,gs", [(333, 5376, 128), (64, 21504, 256), (8000, 4096, 32), (20000, 576, 64)])
 def test_decode_and_prefill_kernels(shims_lib, dev, variant, M, N, K, gs):
@@ -116,8 +116,8 @@ def test_repeatable(shims_lib, dev):
 
 
 # Chunks of 16 f32 rows (variant 16; the default for 16 < M <= 64 with few weight rows).
-@pytest.mark.parametrize("variant", [None, 16, 9])
-@pytest.mark.parametrize("M", [17, 31, 33, 48, 64])
+@pytest.mark.parametrize("variant", [None, 16, 9, 17])
+@pytest.mark.parametrize("M", [17, 31, 33, 48, 64, 100, 257])
 @pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (700, 2080, 32), (3000, 576, 64)])
 def test_token_chunks(shims_lib, dev, variant, M, N, K, gs):
     check_f32(shims_lib, M, N, K, gs, dev, variant=variant)

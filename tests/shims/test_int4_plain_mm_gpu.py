@@ -10,6 +10,7 @@ pytestmark = pytest.mark.gpu
 M_PATHS = [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 63, 64, 65, 128, 512]
 DECODE_VARIANTS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15]  # see int4_cuda_int4_plain_mm_variant in shims/int4_plain_mm.h
 PREFILL_VARIANT = 9
+PREFILL_BM64_VARIANT = 17  # the prefill kernel with 64-token tiles
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,7 @@ def test_odd_n_and_unaligned_out(shims_lib, dev, M, N, out_offset):
 
 
 # Every kernel variant the benchmark may time computes the same function.
-@pytest.mark.parametrize("variant", DECODE_VARIANTS + [8, PREFILL_VARIANT])
+@pytest.mark.parametrize("variant", DECODE_VARIANTS + [8, PREFILL_VARIANT, PREFILL_BM64_VARIANT])
 @pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 8, 9, 16, 17, 32])
 @pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (64, 21504, 256), (20000, 576, 64), (20000, 576, 32)])
 def test_variants(shims_lib, dev, variant, M, N, K, gs):
@@ -147,8 +148,15 @@ def test_repeatable(shims_lib, dev):
 
 # Token chunks (variant 16; the default for 32 < M <= 128 when the prefill grid is small) against the
 # prefill kernel's shapes: chunk edges (33, 65, 100), K not a multiple of 128, every gs, many tiles.
-@pytest.mark.parametrize("variant", [None, 16, PREFILL_VARIANT])
+@pytest.mark.parametrize("variant", [None, 16, PREFILL_VARIANT, PREFILL_BM64_VARIANT])
 @pytest.mark.parametrize("M", [33, 40, 64, 65, 100, 128])
 @pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (700, 2080, 32), (3000, 576, 64), (64, 21504, 256)])
 def test_token_chunks(shims_lib, dev, variant, M, N, K, gs):
     check(shims_lib, M, N, K, gs, dev, variant=variant)
+
+
+# The prefill kernel with 64-token tiles at larger M: partial last tiles, K tails, every gs.
+@pytest.mark.parametrize("M", [129, 200, 512])
+@pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (700, 2080, 32), (130, 576, 64), (64, 21504, 256)])
+def test_prefill_bm64(shims_lib, dev, M, N, K, gs):
+    check(shims_lib, M, N, K, gs, dev, variant=PREFILL_BM64_VARIANT)
