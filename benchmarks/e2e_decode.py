@@ -12,7 +12,8 @@ split over several calls while the machine stays warm):
            (counted by the runner's own tokenizer, build-rt/runner/int4_cuda_tokenizer_tool; HF
            `tokenizers` if that is missing); their ids go to the peers, so all see the same prompt
   export   export_llm --backend cuda: SmolLM2 from the GGUF, the presets (random weights) with
-           --preset; --max_seq_length 512 (1024 for the models that also time a 512-token prefill)
+           --preset; --max_seq_length 512 (1024 for the models that also time a 512-token prefill);
+           --dtype bf16 (default) or fp32, each in its own --work folder
   ours     int4_cuda_runner --prompt_file P --max_new_tokens N --ignore_eos --warmup --num_iters I
            (greedy, CUDA-graph decode); its PyTorchObserver lines are parsed, medians taken
   copybw   device-to-device copy bandwidth (peers_e2e.py --copy_bw)
@@ -375,14 +376,14 @@ def stage_export(c: Ctx):
     for m in a.models:
         d = c.model_dir(m)
         name = m.replace(".", "_")
-        stamp = {"model": m, "group_size": a.group_size, "max_seq_length": c.max_seq(m)}
+        stamp = {"model": m, "group_size": a.group_size, "max_seq_length": c.max_seq(m), "dtype": a.dtype}
         old = c.load(f"export_{m}.json") or {}
         if old.get("rc") == 0 and all(old.get(k) == v for k, v in stamp.items()) and os.path.isfile(c.pte(m)):
             print(f"export {m}: reusing {c.pte(m)}", flush=True)
             continue
         src = ["--gguf", a.gguf] if m == "smollm2" else ["--preset", m]
         cmd = c.py + ["-m", "int4_cuda.llm.export_llm", "--backend", "cuda", *src, "--group_size", str(a.group_size),
-                      "--max_seq_length", str(c.max_seq(m)), "--output_dir", d, "--output_name", name]
+                      "--max_seq_length", str(c.max_seq(m)), "--dtype", a.dtype, "--output_dir", d, "--output_name", name]
         rc, s, text = run_logged(cmd, os.path.join(c.log_dir, f"export_{m}.log"), a.export_timeout)
         sizes = {os.path.basename(p): os.path.getsize(p) for p in (c.pte(m), c.pte(m)[:-4] + ".ptd") if os.path.isfile(p)}
         c.save(f"export_{m}.json", dict(stamp, rc=rc, seconds=round(s, 1), files=sizes, cmd=" ".join(cmd),
@@ -582,6 +583,8 @@ def main(argv=None) -> int:
     p.add_argument("--tokenizer_tool", default=os.path.join(REPO, "build-rt", "runner", "int4_cuda_tokenizer_tool"))
     p.add_argument("--gguf", default=os.environ.get("INT4_CUDA_SMOLLM2_GGUF"), help="SmolLM2 GGUF")
     p.add_argument("--group_size", type=int, default=32)
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"],
+                   help="export_llm --dtype of our exports (use another --work per dtype)")
     p.add_argument("--prompt_len", type=int, default=128)
     p.add_argument("--gen", type=int, default=256)
     p.add_argument("--iters", type=int, default=3, help="runner --num_iters (after --warmup)")
