@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU-host visit for the end-to-end benchmark of issue #7 (benchmarks/e2e_decode.py + peers_e2e.py).
 # Builds nothing: carries the slim build folder build-rt/ (build-rt/runner/: int4_cuda_runner,
-# libint4_cuda_backend.so, int4_cuda_tokenizer_tool), made by `bash tests/runtime/decode_gpu_visit.sh
+# int4_cuda_tokenizer_tool; build-rt/runtime/: libint4_cuda_backend.so), made by `bash tests/runtime/decode_gpu_visit.sh
 # slim` after building THIS tree: the exports are made on the host from this tree's Python, and a
 # runner older than the exporter refuses them ("opcode N, which this runtime does not know").
 # SmolLM2's GGUF travels in two parts and the wheels with the second (64 MiB per call), so one warm
@@ -35,9 +35,9 @@ if [ ! -s /tmp/smol.gguf ]; then
   fi
 fi
 . tests/gpu_host_env.sh "$out" || exit 1
-export LD_LIBRARY_PATH=$PWD/build-rt/runner:/tmp/site/executorch/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=$PWD/build-rt/runner:$PWD/build-rt/runtime:/tmp/site/executorch/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export INT4_CUDA_SMOLLM2_GGUF=/tmp/smol.gguf
-for b in build-rt/runner/int4_cuda_runner build-rt/runner/libint4_cuda_backend.so build-rt/runner/int4_cuda_tokenizer_tool; do
+for b in build-rt/runner/int4_cuda_runner build-rt/runtime/libint4_cuda_backend.so build-rt/runner/int4_cuda_tokenizer_tool; do
   [ -f "$b" ] || { echo "missing $b: carry build-rt/ (made by: bash tests/runtime/decode_gpu_visit.sh slim)"; exit 3; }
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \

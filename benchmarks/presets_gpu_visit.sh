@@ -18,7 +18,7 @@ if [ "${1:-}" = export ]; then
   exit
 fi
 export INT4_CUDA_RUNTIME_LIB=$PWD/build-rt/runtime/libint4_cuda_runtime.so
-export LD_LIBRARY_PATH=$PWD/build-rt/runner:/tmp/site/executorch/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=$PWD/build-rt/runner:$PWD/build-rt/runtime:/tmp/site/executorch/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)
 timeout 150 python3 -P -m pytest -q -s -p no:cacheprovider tests/runtime/test_runtime_gpu.py >"$out/pytest_gpu.log" 2>&1; py_rc=$?
 grep -E "worst|FAILED|passed|failed" "$out/pytest_gpu.log" | tail -14

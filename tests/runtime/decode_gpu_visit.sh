@@ -13,10 +13,12 @@ set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 case "${1:-}" in
   slim)
+    # One copy of libint4_cuda_backend.so (33 MB), in runtime/: the runner finds it through
+    # LD_LIBRARY_PATH (64 MiB carry limit).
     rm -rf build-rt && mkdir -p build-rt/runtime build-rt/runner &&
       cp build/runtime/libint4_cuda_runtime.so build/runtime/libint4_cuda_backend.so build/runtime/int4_cuda_*_test \
          build-rt/runtime/ &&
-      cp build/examples/runner/int4_cuda_runner build/runtime/libint4_cuda_backend.so \
+      cp build/examples/runner/int4_cuda_runner \
          build/runtime/llm/int4_cuda_tokenizer_tool build/runtime/llm/int4_cuda_llm_test build-rt/runner/ &&
       strip --strip-unneeded build-rt/runtime/* build-rt/runner/* && du -sh build-rt; exit;;
   part1) cp .smol/part1 /tmp/smol.part1 && ls -la /tmp/smol.part1; exit;;
@@ -54,7 +56,7 @@ if [ "${1:-}" = sanitize ]; then  # every op case and a SmolLM2 prefill + decode
   exit
 fi
 export INT4_CUDA_RUNNER_BUILD=$PWD/build-rt/runner
-export LD_LIBRARY_PATH=$PWD/build-rt/runner:/tmp/site/executorch/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=$PWD/build-rt/runner:$PWD/build-rt/runtime:/tmp/site/executorch/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)
 python3 - >/tmp/prompt_short.txt <<'PY'
 s = ("The river runs through the old town, past the market square where farmers sell apples, bread and cheese "
