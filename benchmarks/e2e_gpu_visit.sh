@@ -18,11 +18,13 @@
 # A first argument that is a comma list of e2e_decode.py stages (e.g. prompts,ours) runs just those;
 # further arguments name the models (default: smollm2 llama3.2-1b llama3-8b).
 # The host copy has no .git: pass the commit as E2E_COMMIT (write it literally into the command).
+# E2E_DTYPE=fp32: our exports with --dtype fp32, in /tmp/e2e_fp32 (prompts made there too).
 set -uo pipefail
 stage=${1:-all}; [ $# -gt 0 ] && shift
 models=${*:-smollm2 llama3.2-1b llama3-8b}
 out=${OUT:-/tmp/out}; mkdir -p "$out"
-W=/tmp/e2e
+dtype=${E2E_DTYPE:-bf16}
+W=/tmp/e2e; [ "$dtype" = bf16 ] || W=/tmp/e2e_$dtype
 case "$stage" in
   part1) cp .smol/part1 /tmp/smol.part1 && ls -la /tmp/smol.part1; exit;;
 esac
@@ -43,7 +45,7 @@ done
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
   --format=csv >>"$out/smi.txt" 2>&1
 D=(python3 -P benchmarks/e2e_decode.py --work "$W" --gguf /tmp/smol.gguf --runner build-rt/runner/int4_cuda_runner
-   --tokenizer_tool build-rt/runner/int4_cuda_tokenizer_tool --out "$out" --models "$models")
+   --tokenizer_tool build-rt/runner/int4_cuda_tokenizer_tool --out "$out" --models "$models" --dtype "$dtype")
 case "$stage" in
   ours)  "${D[@]}" prompts export ours copybw; rc=$?;;
   peers) [ -f "$W/prompt_ids.json" ] || "${D[@]}" prompts; "${D[@]}" peers; rc=$?;;
