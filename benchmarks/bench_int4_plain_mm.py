@@ -35,11 +35,12 @@ SMOL_SHAPES = [(192, 576), (576, 576), (1536, 576), (3072, 576), (49152, 576), (
 SMALL_M_SHAPES = [(4096, 4096), (28672, 4096), (4096, 14336)]
 PREFILL_SHAPES = [(4096, 4096), (6144, 4096), (28672, 4096), (4096, 14336)]
 # f32 activations (int4_cuda_int4_plain_mm_f32, export_llm --dtype fp32) next to bf16 at the same shape.
-F32_PLAN = [(28672, 4096, 1), (4096, 4096, 1), (21504, 5376, 1), (1536, 576, 1), (3072, 576, 1), (49152, 576, 1),
+F32_PLAN = [(28672, 4096, 1), (4096, 4096, 1), (21504, 5376, 1), (4096, 14336, 1), (6144, 4096, 1), (128256, 4096, 1),
+            (1536, 576, 1), (3072, 576, 1), (49152, 576, 1),
             (576, 1536, 1), (4096, 4096, 4), (4096, 4096, 16), (4096, 4096, 33), (4096, 4096, 64), (4096, 4096, 512),
             (3072, 576, 64)]
-F32_VARIANTS = {13: "XS persistent", 14: "XS block/tile", 9: "prefill kernel", 16: "decode kernel, token chunks",
-                17: "prefill kernel, BM 64"}
+F32_VARIANTS = {13: "XS persistent", 14: "XS block/tile", 15: "XS U2 persistent", 9: "prefill kernel", 16: "decode kernel, token chunks",
+                17: "prefill kernel, BM 64", 18: "no XS (x split per lane)"}
 DECODE_VARIANTS = {4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent", 13: "XS U1 persistent", 14: "XS U1 block/tile", 15: "XS U2 persistent"}
 
 
@@ -287,7 +288,8 @@ def main():
             print(f"f32      {N:>6}x{K:<6} M={M:<4} {t:9.2f} us {r['pct_copy']:5.1f}% bf16 {r['bf16_us']:9.2f} us "
                   f"err {err:.2e}", flush=True)
             for v, name in (F32_VARIANTS.items() if args.variants else ()):
-                if (M <= 16 and v not in (16, 17)) or v == 9 or (v == 16 and 16 < M <= 64) or (v == 17 and M > 16):
+                applies = {9: True, 16: 16 < M <= 64, 17: M > 16}.get(v, M <= 16)  # 13-15, 18: decode M
+                if applies:
                     tv, ev = time_ours(lib, case, M, variant=v, f32=True)
                     vrows.append(dict(N=N, K=K, M=M, gs=gs, variant=v, name="f32 " + name, us=tv,
                                       pct_copy=100 * byts / tv / 1e3 / copy_bw, relerr=ev))

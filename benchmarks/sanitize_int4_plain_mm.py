@@ -35,7 +35,7 @@ for M in [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 63, 64, 65, 128, 512]:
 lib.int4_cuda_int4_plain_mm_f32_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp, ctypes.c_int]
 for M in [1, 2, 4, 5, 8, 9, 16, 17, 33, 64, 65, 130]:
     for (N, K, gs) in [(200, 576, 64), (37, 1536, 256), (130, 96, 32)]:
-        for v in (0, 9, 13, 14, 16, 17):
+        for v in (0, 9, 13, 14, 15, 16, 17, 18):
             x = torch.randn(M, K, device="cuda")
             q = torch.randint(0, 256, (N, K // 2), dtype=torch.uint8, device="cuda")
             s = torch.rand(N, K // gs, device="cuda").to(torch.bfloat16)

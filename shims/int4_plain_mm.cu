@@ -967,12 +967,17 @@ cudaError_t launch_variant_f32(const Args& a, int variant, cudaStream_t stream) 
     }
     return chunked ? launch_registers<4, true>(c, p, stream) : launch_prefill<kPrefillStages, true>(a, stream);
   }
-  // M = 1: x split and staged once per block (XS), persistent blocks. Measured on H100 (docs/notes/
-  // int4_plain_mm.md v15): 1.04x the bf16 time on 28672x4096, 1.12x on 4096x4096, 1.2-1.25x on the
-  // SmolLM2 shapes; splitting in registers per lane instead cost 1.3-1.7x.
-  if ((variant == 0 || variant == 13 || variant == 14) && xs_fits_f32(c))
+  // M = 1: x split and staged once per block (XS), persistent blocks, U as the bf16 policy says.
+  // Measured on H100 (docs/notes/int4_plain_mm.md v15, v18): 1.04x the bf16 time on 28672x4096,
+  // 1.11x on 4096x4096, 1.18x on 4096x14336 (U = 2; U = 1: 1.28x), 1.2-1.25x on the SmolLM2 shapes;
+  // splitting in registers per lane instead cost 1.3-1.7x.
+  if (variant != 18 && xs_fits_f32(c)) {
+    if ((p.u2 && variant != 13 && variant != 14) || variant == 15)
+      return p.fk ? launch_decode<2, 1, 2, false, true, true, true>(c, stream, 8, true)
+                  : launch_decode<2, 1, 2, false, false, true, true>(c, stream, 8, true);
     return p.fk ? launch_decode<1, 1, 3, false, true, true, true>(c, stream, 8, variant != 14)
                 : launch_decode<1, 1, 3, false, false, true, true>(c, stream, 8, variant != 14);
+  }
   return c.M <= 8 ? launch_registers<1, true>(c, p, stream)
                   : c.M <= 16 ? launch_registers<2, true>(c, p, stream) : launch_registers<4, true>(c, p, stream);
 }

@@ -129,7 +129,9 @@ int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void
 /* The same for the f32 entry point: variant 9 = prefill kernel for any M; 13 / 14 = decode kernel
  * with x split once per block into shared memory, persistent / one block per row tile (M == 1 and
  * K <= 16384 only; 13 is the default there); 16 = decode kernel over chunks of 16 rows for
- * 16 < M <= 64; 17 = prefill kernel with 32-token tiles, any M; others = default dispatch. */
+ * 16 < M <= 64; 17 = prefill kernel with 32-token tiles, any M; 18 = decode kernel without shared
+ * memory (x split per lane) for M <= 16; 15 = as 13 with U = 2 (the default where the bf16 policy
+ * takes U = 2: long K); others = default dispatch. */
 int int4_cuda_int4_plain_mm_f32_variant(const void* x, const void* qdata, const void* scale,
                                         const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                         int64_t group_size, int4_cuda_stream_t stream, int variant);

@@ -69,10 +69,11 @@ def test_smollm2_and_k_tail_shapes(shims_lib, dev, M, N, K, gs):
     check_f32(shims_lib, M, N, K, gs, dev)
 
 
-# Both kernels at every decode M (variant 9 forces the prefill kernel; 13 / 14 the decode kernel
-# with both parts of x staged in shared memory, M = 1 only, else the default), and the decode
-# kernel's U = 2 / persistent choices (long K, many row tiles).
-@pytest.mark.parametrize("variant", [None, 9, 13, 14, 17])
+# Both kernels at every decode M (variant 9 forces the prefill kernel, 17 with 32-token tiles; 13 /
+# 14 / 15 the decode kernel with both parts of x staged in shared memory, M = 1 only, else the
+# default; 18 the decode kernel splitting x per lane), and the decode kernel's U = 2 / persistent
+# choices (long K, many row tiles).
+@pytest.mark.parametrize("variant", [None, 9, 13, 14, 15, 17, 18])
 @pytest.mark.parametrize("M", [1, 3, 4, 5, 8, 9, 16])
 @pytest.mark.parametrize("N,K,gs", [(333, 5376, 128), (64, 21504, 256), (8000, 4096, 32), (20000, 576, 64)])
 def test_decode_and_prefill_kernels(shims_lib, dev, variant, M, N, K, gs):
