@@ -411,7 +411,8 @@ __global__ void __launch_bounds__(256, MINB)
 // rows 8-15 the lo bf16 parts (split8) of the same 8 tokens, so d0+d2 and d1+d3 are a token's f32
 // results. Their x tiles are loaded to registers before the MMAs and split into shared memory after
 // them (cp.async cannot convert).
-// BM = 64 (token rows per block; warp tile 32 x 32): twice the blocks, for grids that leave SMs idle.
+// BM = 64 (token rows per block; warp tile 32 x 32): for M <= 64, where a 128-row tile would be half
+// empty and do twice the MMA work (notes v17; at M = 512 it is slower).
 constexpr int PF_BM = 128, PF_BN = 128, PF_BK = 64, PF_LD = 72;  // LD: padded row (bf16), 144 B
 constexpr int PF_THREADS = 256;
 
@@ -949,10 +950,9 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
   return launch_prefill(a, stream);
 }
 
-// f32 activations: variant 9 = prefill kernel for any M; 13 / 14 = XS (M = 1) persistent / block
-// per row tile; anything else = default dispatch. The decode kernel takes
-// M <= INT4_CUDA_PLAIN_MM_F32_DECODE_MAX_M rows as 2M bf16 columns (hi, lo), with the bf16 path's
-// policy (decode_policy).
+// f32 activations (variants: int4_cuda_int4_plain_mm_f32_variant in int4_plain_mm.h). The decode
+// kernel takes M <= INT4_CUDA_PLAIN_MM_F32_DECODE_MAX_M rows as 2M bf16 columns (hi, lo), with the
+// bf16 path's policy (decode_policy).
 cudaError_t launch_variant_f32(const Args& a, int variant, cudaStream_t stream) {
   Args c = a;
   c.M = 2 * a.M;  // MMA columns
