@@ -39,6 +39,8 @@ F32_PLAN = [(28672, 4096, 1), (4096, 4096, 1), (21504, 5376, 1), (4096, 14336, 1
             (1536, 576, 1), (3072, 576, 1), (49152, 576, 1),
             (576, 1536, 1), (4096, 4096, 4), (4096, 4096, 16), (4096, 4096, 33), (4096, 4096, 64), (4096, 4096, 512),
             (3072, 576, 64)]
+# Hopper wgmma prefill (shims/int4_plain_mm_sm90.cuh): token tile, stages, resident blocks per SM.
+SM90_VARIANTS = ((19, "sm90 policy"), (20, "sm90 BT128"), (21, "sm90 BT256"))
 F32_VARIANTS = {13: "XS persistent", 14: "XS block/tile", 15: "XS U2 persistent", 9: "prefill kernel", 16: "decode kernel, token chunks",
                 17: "prefill kernel, BM 64", 18: "no XS (x split per lane)"}
 DECODE_VARIANTS = {4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent", 13: "XS U1 persistent", 14: "XS U1 block/tile", 15: "XS U2 persistent"}
@@ -308,12 +310,12 @@ def main():
               f"tflops {r['tflops']:6.1f} tg {tg if tg is None else round(tg, 2)} cublas {cb if cb is None else round(cb, 2)} err {err:.2e}",
               flush=True)
         if args.variants and sec == "prefill":
-            for v, name in ((9, "prefill kernel"), (16, "decode kernel, token chunks"), (17, "prefill kernel, BM 64")):
+            for v, name in ((9, "prefill kernel"), (16, "decode kernel, token chunks"), (17, "prefill kernel, BM 64")) + SM90_VARIANTS:
                 if v == 16 and M > 128:
                     continue
                 tv, ev = time_ours(lib, case, M, variant=v, check=True)
                 vrows.append(dict(N=N, K=K, M=M, gs=gs, variant=v, name=name, us=tv, pct_copy=100 * byts / tv / 1e3 / copy_bw, relerr=ev))
-                print(f"   variant {v} ({name}): {tv:9.2f} us err {ev:.1e}", flush=True)
+                print(f"   variant {v} ({name}): {tv:9.2f} us {2 * M * N * K / tv / 1e6:6.1f} TFLOP/s err {ev:.1e}", flush=True)
         if args.variants and sec == "prefill" and M == 512:
             tv, ev = time_ours(lib, case, M, variant=8, check=True)
             vrows.append(dict(N=N, K=K, M=M, gs=gs, variant=8, name="prefill S=4", us=tv, pct_copy=100 * byts / tv / 1e3 / copy_bw, relerr=ev))

@@ -11,7 +11,7 @@ if ! python3 -c "import pytest" 2>/dev/null && ls build-whl/*.whl >/dev/null 2>&
 fi
 {
   cuobjdump -res-usage "$LIB" 2>&1 | grep -A1 "sm_90" | grep -E "Function|REG" | head -40
-  cuobjdump -sass -arch sm_90 "$LIB" > /tmp/sass.txt 2>&1
+  cuobjdump -sass -arch sm_90a "$LIB" > /tmp/sass.txt 2>&1
   awk '/Function :/{fn=$3} /LDG|HMMA|LDSM|LDS|STS|LDGSTS|BAR|SHFL|STL|LDL/{for(i=1;i<=NF;i++) if ($i ~ /^(LDG|HMMA|LDSM|LDS|STS|LDGSTS|LDL|STL)/) {split($i,a,";"); c[fn" "a[1]]++}} END{for(k in c) print c[k], k}' /tmp/sass.txt | sort -k2 | head -80
 } > "$OUT/sass_summary.txt" 2>&1
 gzip -c /tmp/sass.txt > "$OUT/sass.txt.gz"

@@ -23,6 +23,8 @@
 #include "int4_plain_mm.h"
 #include "pdl.cuh"
 
+#include <cuda.h>  // CUtensorMap (types only: the encoder comes from the driver through the runtime)
+#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -678,6 +680,8 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
   }
 }
 
+#include "int4_plain_mm_sm90.cuh"
+
 constexpr int kPrefillStages = 3;
 
 thread_local char g_last_cuda_error[256] = "";
@@ -811,6 +815,113 @@ cudaError_t launch_prefill(const Args& a, cudaStream_t stream) {
   return le != cudaSuccess ? le : cudaGetLastError();
 }
 
+// The Hopper prefill (int4_plain_mm_sm90.cuh) runs where this library was built with sm_90a
+// (INT4_CUDA_HAVE_SM90A, set by shims/CMakeLists.txt when its architectures name 90a), the device
+// is compute capability 9.0 (sm_90a code runs nowhere else) and K % 64 == 0.
+cudaError_t sm90_prefill_available(const Args& a, bool* ok) {
+  *ok = false;
+#if defined(INT4_CUDA_HAVE_SM90A)
+  if (a.K % WG_BK != 0) return cudaSuccess;
+  static std::atomic<int> cache[kMaxDevices];  // 0 unknown, 1 no, 2 yes
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
+  int c = dev < kMaxDevices ? cache[dev].load(std::memory_order_relaxed) : 0;
+  if (c == 0) {
+    int major = 0, minor = 0;
+    e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e != cudaSuccess) return e;
+    e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    if (e != cudaSuccess) return e;
+    c = major == 9 && minor == 0 ? 2 : 1;
+    if (dev < kMaxDevices) cache[dev].store(c, std::memory_order_relaxed);
+  }
+  *ok = c == 2;
+#else
+  (void)a;
+#endif
+  return cudaSuccess;
+}
+
+// cuTensorMapEncodeTiled from the driver, through the runtime (no libcuda link), once per process.
+cudaError_t tensor_map_encoder(PFN_cuTensorMapEncodeTiled_v12000* fn) {
+  static std::atomic<PFN_cuTensorMapEncodeTiled_v12000> cache{nullptr};
+  *fn = cache.load(std::memory_order_acquire);
+  if (*fn) return cudaSuccess;
+  void* p = nullptr;
+  cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+  const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q);
+  if (e != cudaSuccess) return e;
+  if (q != cudaDriverEntryPointSuccess || !p) return cudaErrorSymbolNotFound;
+  *fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+  cache.store(*fn, std::memory_order_release);
+  return cudaSuccess;
+}
+
+// Row-major 2-D tensor [rows][cols] of elem-byte elements, box [box_rows][box_cols]; out-of-range
+// rows read as zeros.
+cudaError_t encode_2d(PFN_cuTensorMapEncodeTiled_v12000 fn, CUtensorMap* tm, CUtensorMapDataType type, int elem,
+                      const void* ptr, int64_t rows, int64_t cols, int box_rows, int box_cols, CUtensorMapSwizzle swz) {
+  const cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows};
+  const cuuint64_t strides[1] = {(cuuint64_t)(cols * elem)};
+  const cuuint32_t box[2] = {(cuuint32_t)box_cols, (cuuint32_t)box_rows};
+  const cuuint32_t estr[2] = {1, 1};
+  const CUresult r = fn(tm, type, 2, const_cast<void*>(ptr), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, swz,
+                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+// Tiles [tile0, tile0 + count) of the Hopper prefill kernel with BT-token tiles.
+template <int BT, int S, int NA>
+cudaError_t launch_prefill_sm90(const Args& a, cudaStream_t stream, int64_t tile0, int64_t count) {
+  using L = Sm90SsSmem<BT, S, NA>;
+  auto kernel = int4_mm_prefill_sm90_kernel<BT, S, NA>;
+  PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  cudaError_t e = tensor_map_encoder(&fn);
+  if (e != cudaSuccess) return e;
+  CUtensorMap tm_x, tm_w;
+  e = encode_2d(fn, &tm_x, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, a.x, a.M, a.K, BT, WG_BK, CU_TENSOR_MAP_SWIZZLE_128B);
+  if (e != cudaSuccess) return e;
+  e = encode_2d(fn, &tm_w, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, a.q, a.N, a.K / 2, WG_BN, WG_BK / 2, CU_TENSOR_MAP_SWIZZLE_NONE);
+  if (e != cudaSuccess) return e;
+  e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes);
+  if (e != cudaSuccess) return e;
+  if (count <= 0) return cudaSuccess;
+  if (tile0 + count > INT32_MAX) return cudaErrorInvalidConfiguration;
+  const cudaError_t le = int4_cuda::launch(kernel, dim3((unsigned)count), dim3(WG_THREADS), L::kBytes, stream, tm_x, tm_w,
+                                           a.s, a.z, static_cast<uint16_t*>(a.out), a.M, a.N, a.K, a.gsh, (int)tile0);
+  return le != cudaSuccess ? le : cudaGetLastError();
+}
+template <int BT>
+cudaError_t launch_prefill_sm90_all(const Args& a, cudaStream_t stream) {
+  const int64_t tiles = (int64_t)((a.M + BT - 1) / BT) * ((a.N + WG_BN - 1) / WG_BN);
+  return BT == 256 ? launch_prefill_sm90<256, 5, 2>(a, stream, 0, tiles) : launch_prefill_sm90<128, 5, 2>(a, stream, 0, tiles);
+}
+
+// Hopper prefill tiling, from whole waves (grid / SMs, rounded up): 256-token tiles do the most
+// work per dequantized weight, 128-token tiles give more blocks. Measured on H100 (notes v22): a
+// 128-token tile costs 0.7 of a 256-token one. The third choice runs the full waves of 256-token
+// tiles and the remaining weight rows in a second launch of 128-token tiles (28672x4096 at M = 512:
+// 448 tiles are 3.4 waves of 132).
+cudaError_t device_sms(int* sms);
+cudaError_t launch_prefill_hopper(const Args& a, cudaStream_t stream) {
+  int sms = 0;
+  const cudaError_t e = device_sms(&sms);
+  if (e != cudaSuccess) return e;
+  const int64_t rows = (a.N + WG_BN - 1) / WG_BN, mt256 = (a.M + 255) / 256, mt128 = (a.M + 127) / 128;
+  const auto waves = [&](int64_t tiles) { return (double)((tiles + sms - 1) / sms); };
+  constexpr double kCost128 = 0.7;
+  const double c256 = waves(rows * mt256), c128 = kCost128 * waves(rows * mt128);
+  const int64_t big_rows = (rows * mt256 / sms) * sms / mt256;  // weight-row tiles in whole waves
+  const double csplit = waves(big_rows * mt256) + kCost128 * waves((rows - big_rows) * mt128);
+  if (big_rows > 0 && csplit < c256 && csplit < c128) {
+    const cudaError_t e1 = launch_prefill_sm90<256, 5, 2>(a, stream, 0, big_rows * mt256);
+    if (e1 != cudaSuccess) return e1;
+    return launch_prefill_sm90<128, 5, 2>(a, stream, big_rows * mt128, (rows - big_rows) * mt128);
+  }
+  return c256 <= c128 ? launch_prefill_sm90_all<256>(a, stream) : launch_prefill_sm90_all<128>(a, stream);
+}
+
 // SM count of the current device, cached per device.
 cudaError_t device_sms(int* sms) {
   static std::atomic<int> cache[kMaxDevices];
@@ -921,6 +1032,15 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
       if (!xs_fits(a)) break;
       return a.K % 128 == 0 ? launch_decode<2, 1, 2, false, true, true>(a, stream, 8, true)
                             : launch_decode<2, 1, 2, false, false, true>(a, stream, 8, true);
+    case 19: case 20: case 21: {  // Hopper prefill (any M) where available, else the default dispatch
+      bool ok = false;
+      const cudaError_t e = sm90_prefill_available(a, &ok);
+      if (e != cudaSuccess) return e;
+      if (!ok) break;
+      return variant == 19 ? launch_prefill_hopper(a, stream)
+             : variant == 20 ? launch_prefill_sm90_all<128>(a, stream)
+                             : launch_prefill_sm90_all<256>(a, stream);
+    }
     case 8: return launch_prefill<4>(a, stream);
     case 9: return launch_prefill(a, stream);
     case 17: return launch_prefill<kPrefillStages, false, 64>(a, stream);
@@ -947,6 +1067,12 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
   // (H100, notes v17: 28672x4096 M = 33/64 126.1/129.9 -> 92.7/94.8 us; at M = 512 64-token tiles
   // are 10-27 % slower).
   if (variant == 0 && a.M <= 64) return launch_prefill<kPrefillStages, false, 64>(a, stream);
+  if (variant == 0) {  // Hopper: wgmma (int4_plain_mm_sm90.cuh), 1.3-2.0x the mma.sync kernel at M = 512
+    bool ok = false;
+    const cudaError_t e = sm90_prefill_available(a, &ok);
+    if (e != cudaSuccess) return e;
+    if (ok) return launch_prefill_hopper(a, stream);
+  }
   return launch_prefill(a, stream);
 }
 

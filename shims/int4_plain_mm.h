@@ -50,6 +50,10 @@
  *   have fewer blocks than SMs (few rows)     each; the chunks share the weight reads through L2).
  *   otherwise                            : prefill kernel, tiled tensor-core GEMM with the dequant
  *                                          fused in its main loop (64-token tiles for M <= 64).
+ *   M > 64 on a compute-capability 9.0     : the Hopper prefill kernel instead (int4_plain_mm_sm90.cuh:
+ *   GPU (H100/H200), K % 64 == 0, library   wgmma on TMA-fed shared memory, the weights dequantized
+ *   built with sm_90a                       into it by the same block; 128- or 256-token tiles,
+ *                                          chosen by whole waves of SMs). Same numerics as above.
  *
  * Error handling: every argument is checked on the host BEFORE any CUDA call, in the order of the
  * status codes below (first failure wins), so the checks run (and are testable) without a GPU.
@@ -121,8 +125,9 @@ int int4_cuda_int4_plain_mm_f32(const void* x,      /* f32   [M, K]    */
  * forces a kernel variant. 0 = default dispatch; 8 = prefill kernel with 4 stages; 1..7, 10..15 = decode-kernel variants (M <= 32 only,
  * else INT4_CUDA_ERR_BAD_M; 13..15, activations staged in shared memory, take the default dispatch
  * unless M == 1); 9 = prefill kernel for any M; 16 = decode kernel over token chunks for
- * 32 < M <= 128 (else the default); 17 = prefill kernel with 64-token tiles, any M. Other values =
- * default dispatch. */
+ * 32 < M <= 128 (else the default); 17 = prefill kernel with 64-token tiles, any M; 19 / 20 / 21 =
+ * the Hopper prefill kernel for any M with its own tile choice / 128-token / 256-token tiles (where
+ * it is available, see above; else the default dispatch). Other values = default dispatch. */
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                     int64_t group_size, int4_cuda_stream_t stream, int variant);

@@ -160,3 +160,50 @@ def test_token_chunks(shims_lib, dev, variant, M, N, K, gs):
 @pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (700, 2080, 32), (130, 576, 64), (64, 21504, 256)])
 def test_prefill_bm64(shims_lib, dev, M, N, K, gs):
     check(shims_lib, M, N, K, gs, dev, variant=PREFILL_BM64_VARIANT)
+
+
+# The Hopper wgmma prefill (variants 19-21; on other GPUs, or K % 64 != 0, they take the default
+# dispatch): token tails, weight-row tails, K = 576 (9 k-tiles), every gs, one k-tile (K = 64).
+SM90_VARIANTS = [19, 20, 21]
+
+
+@pytest.mark.parametrize("variant", SM90_VARIANTS)
+@pytest.mark.parametrize("M", [1, 7, 33, 64, 65, 129, 200, 512])
+@pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (130, 576, 64), (64, 21504, 256), (3000, 4096, 32),
+                                    (200, 64, 32)])
+def test_prefill_sm90(shims_lib, dev, variant, M, N, K, gs):
+    check(shims_lib, M, N, K, gs, dev, variant=variant)
+
+
+@pytest.mark.parametrize("N,out_offset", [(1001, 0), (1000, 1), (7, 0)])
+def test_prefill_sm90_odd_n_and_unaligned_out(shims_lib, dev, N, out_offset):
+    check(shims_lib, 300, N, 576, 64, dev, variant=19, out_offset=out_offset)
+
+
+def test_prefill_sm90_two_launches(shims_lib, dev):
+    """On an H100's 132 SMs, M = 300 over 140 weight-row tiles runs the whole waves in 256-token tiles
+    and the last 8 row tiles in a second launch of 128-token tiles (launch_prefill_hopper): the
+    second launch's tile offset must land on exactly the rows the first one left."""
+    check(shims_lib, 300, 140 * 128, 128, 32, dev, variant=19)
+    check(shims_lib, 300, 140 * 128 - 5, 128, 32, dev)
+
+
+def launched_kernels(fn):
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+def test_sm90_kernel_is_what_runs_on_hopper(shims_lib, dev):
+    """Variant 19 and the default dispatch at M > 64 must reach the wgmma kernel on a compute-capability
+    9.0 GPU (a silent fallback would leave the tests above checking another kernel)."""
+    if torch.cuda.get_device_capability(dev) != (9, 0):
+        pytest.skip("needs a compute-capability 9.0 GPU (sm_90a)")
+    M, N, K, gs = 256, 512, 1024, 32
+    x, qdata, scale, zero = make_inputs(M, N, K, gs, dev, seed=3)
+    out = torch.empty(M, N, device=dev, dtype=torch.bfloat16)
+    for variant in (19, None):  # forced, and the default dispatch for M > 64
+        names = launched_kernels(lambda: run(shims_lib, x, qdata, scale, zero, out, M, N, K, gs, variant=variant))
+        assert any("int4_mm_prefill_sm90" in n for n in names), (variant, names)

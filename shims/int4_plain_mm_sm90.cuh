@@ -1,0 +1,305 @@
+// Prefill kernel for Hopper (sm_90a): wgmma on TMA-fed shared memory, weights dequantized in the
+// main loop. Included by int4_plain_mm.cu (uses its helpers); contract and layout: int4_plain_mm.h.
+//
+// A block computes out^T[128 weight rows, BT tokens] (BT = 128 or 256) for one (weight-row tile,
+// token tile) pair, as wgmma.m64n{BT}k16 by two warpgroups of 64 weight rows each, with fp32
+// accumulators in registers. Both operands come from shared memory (K-major, 128-byte swizzle):
+//  * TMA (cp.async.bulk.tensor, one thread) brings each 64-k stage: the activation tile
+//    [BT tokens][64 k], already in the swizzled layout the wgmma descriptor expects, and the packed
+//    weight tile [128 rows][32 B]. Rows past M or N are zero-filled by the TMA unit and never stored.
+//    One mbarrier per stage (expect-tx bytes) says when both landed.
+//  * Each thread dequantizes 32 k of one weight row per k-tile (row tid / 2 of the block's 128, so a
+//    warpgroup dequantizes exactly its own 64 rows) into one of NA bf16 tiles in the same swizzled
+//    layout, in natural k order (the decode kernel's (kj, kj+4) pairs put back with prmt). The
+//    weights are the same bf16 values as every other path: fma(u - 8, s, z) rounded once.
+//  * No wgmma input is defined by ordinary instructions (descriptors only), so the dequant of tile
+//    kt + 1 runs while the wgmmas of tile kt are in flight (wgmma.wait_group NA - 1).
+//  * One __syncthreads per k-tile: the A tile is complete (each thread fenced its stores to the
+//    async proxy) and both warpgroups are past tile kt + 1 - NA, whose stage slot the TMA refills.
+//  * Epilogue: fp32 -> bf16 (RNE) into a shared tile [token][weight row], then 16-byte row stores.
+// Measured alternatives (docs/notes/int4_plain_mm.md v19-v23), none faster: the weights as the
+// register operand (wgmma RS; a warpgroup cannot dequantize while its own wgmmas are in flight,
+// since ptxas serializes wgmmas whose A registers are written meanwhile, C7513), also with the two
+// warpgroups taking turns; dedicated producer warpgroups that dequantize for consumer warpgroups.
+// Needs K % 64 == 0 (the launcher falls back to the mma.sync prefill otherwise).
+//
+// Only compiled for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); elsewhere the kernel body is empty and the
+// launcher never selects it (INT4_CUDA_HAVE_SM90A and a compute-capability 9.0 device).
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define INT4_CUDA_SM90A_DEVICE 1
+#endif
+
+constexpr int WG_BN = 128;  // weight rows per block: two warpgroups of 64
+constexpr int WG_BK = 64;   // k per stage: one 128-byte swizzle row of bf16 activations
+constexpr int WG_THREADS = 256;
+
+// wgmma shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 B apart.
+__device__ __forceinline__ uint64_t sm90_desc(uint32_t saddr) {
+  return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+         ((uint64_t)1 << 62);
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+// Generic-proxy shared-memory stores (the dequantized tile) -> visible to wgmma (async proxy) reads.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+// D[64 x n] += A[64 x 16] * B[16 x n], both bf16 from shared memory descriptors, fp32 accumulators.
+// One overload per n (128, 256); d has n / 2 values per thread.
+#if defined(INT4_CUDA_SM90A_DEVICE)
+__device__ __forceinline__ void wgmma_bf16_ss(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(desc_a), "l"(desc_b), "r"(1));
+}
+__device__ __forceinline__ void wgmma_bf16_ss(float (&d)[128], uint64_t desc_a, uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
+      "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
+      "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+      "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "l"(desc_a), "l"(desc_b), "r"(1));
+}
+#endif
+
+template <int BT, int S, int NA>
+struct Sm90SsSmem {
+  static_assert(BT == 128 || BT == 256, "wgmma n");
+  static_assert(NA >= 2 && S >= NA + 1, "pipeline depth");
+  static constexpr int kX = BT * 128;        // one stage of activations
+  static constexpr int kA = WG_BN * 128;     // one dequantized weight tile, bf16 [128][64], swizzled
+  static constexpr int kW = WG_BN * 32;      // one stage of packed weights
+  static constexpr int kAOff = S * kX, kWOff = S * kX + NA * kA, kBarOff = kWOff + S * kW;
+  static constexpr int kOutLd = WG_BN + 8;
+  static constexpr int kPipe = kBarOff + S * 8;
+  static constexpr int kEpi = BT * kOutLd * 2;
+  static constexpr int kBytes = (kPipe > kEpi ? kPipe : kEpi) + 1024;
+};
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, int bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nwait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+// 2-D TMA load of box (c0, c1) of tensor map tm into shared memory, completing on mbarrier bar.
+__device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* tm, int c0, int c1, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(tm)), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+}
+
+// Block b computes tile tile0 + b; tiles are numbered token tile fastest, so consecutive blocks
+// share a weight-row tile (through L2) and a launch over a tile range [tile0, ...) covers whole
+// weight-row tiles when tile0 is a multiple of the token-tile count.
+template <int BT, int S, int NA>
+__global__ void __launch_bounds__(WG_THREADS, 1)
+    int4_mm_prefill_sm90_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_w,
+                                const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
+                                uint16_t* __restrict__ out, int M, int N, int K, int gs_shift, int tile0) {
+#if defined(INT4_CUDA_SM90A_DEVICE)
+  using L = Sm90SsSmem<BT, S, NA>;
+  extern __shared__ __align__(128) uint8_t smem_raw[];
+  const uint32_t raw_s = (uint32_t)__cvta_generic_to_shared(smem_raw);
+  const uint32_t base_s = (raw_s + 1023u) & ~1023u;
+  uint8_t* const base = smem_raw + (base_s - raw_s);
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int mtiles = (M + BT - 1) / BT;
+  const int tile = tile0 + (int)blockIdx.x;
+  const int m0 = (tile % mtiles) * BT;
+  const int n0 = (tile / mtiles) * WG_BN;
+  const int KT = K / WG_BK;
+  const int G = K >> gs_shift;
+  const uint32_t bar0 = base_s + L::kBarOff;
+
+  if (tid == 0) {
+    for (int s = 0; s < S; ++s) mbar_init(bar0 + 8 * s, 1);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tm_x)) : "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tm_w)) : "memory");
+  }
+  __syncthreads();
+  int4_cuda::pdl_wait();  // before any global access (shims/pdl.cuh)
+  // The TMA issuer, computed once and kept opaque: the compiler would otherwise re-read %tid.x
+  // (S2R, tens of cycles) inside the loop.
+  uint32_t leader;
+  asm volatile("mov.u32 %0, %1;" : "=r"(leader) : "r"((uint32_t)(tid == 0)));
+  auto issue = [&](int kt) {  // leader only
+    if (kt < KT) {
+      const int slot = kt % S;
+      const uint32_t bar = bar0 + 8 * slot;
+      mbar_expect_tx(bar, L::kX + L::kW);
+      tma_load_2d(base_s + slot * L::kX, &tm_x, kt * WG_BK, m0, bar);
+      tma_load_2d(base_s + L::kWOff + slot * L::kW, &tm_w, kt * (WG_BK / 2), n0, bar);
+    }
+  };
+
+  // This thread's weight row for the dequant: row tid / 2, k half tid % 2 (32 k: one group).
+  const int dr = tid >> 1, dh = tid & 1;
+  const int dn = min(n0 + dr, N - 1);
+  // Group of k-tile kt's half dh: (64 kt + 32 dh) >> gs_shift = (64 kt >> gs_shift) + (gs 32 ? dh : 0).
+  const int gofs = gs_shift == 5 ? dh : 0;
+  const uint16_t* srow = scale + (int64_t)dn * G + gofs;
+  const uint16_t* zrow = zero + (int64_t)dn * G + gofs;
+  const uint32_t wraw = dr * 32 + dh * 16;
+  auto ld_sz = [&](int kt, uint32_t& s2, uint32_t& z2) {
+    if (kt < KT) {
+      const int grp = (kt * WG_BK) >> gs_shift;
+      s2 = ld_nc_u16(srow + grp);
+      z2 = ld_nc_u16(zrow + grp);
+    }
+  };
+  // Packed 32 k -> 4 swizzled 16-byte chunks of bf16 in natural k order.
+  auto dequant = [&](int kt, uint32_t s, uint32_t z) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(base + L::kWOff + (kt % S) * L::kW + wraw);
+    const uint32_t s2 = prmt(s, s, 0x1010), z2 = prmt(z, z, 0x1010);
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+    uint8_t* arow = base + L::kAOff + (kt % NA) * L::kA + dr * 128;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      uint32_t p[4];
+      dequant_word(words[i], s2, z2, p);  // (k0,k4) (k1,k5) (k2,k6) (k3,k7)
+      uint4 o;
+      o.x = prmt(p[0], p[1], 0x5410);
+      o.y = prmt(p[2], p[3], 0x5410);
+      o.z = prmt(p[0], p[1], 0x7632);
+      o.w = prmt(p[2], p[3], 0x7632);
+      *reinterpret_cast<uint4*>(arow + (((dh * 4 + i) ^ (dr & 7)) << 4)) = o;
+    }
+  };
+
+  float acc[BT / 2];
+#pragma unroll
+  for (int i = 0; i < BT / 2; ++i) acc[i] = 0.f;
+
+  if (leader)
+    for (int s = 0; s < S - NA; ++s) issue(s);
+  // Scale/zero in a two-entry register ring by tile parity, loaded two tiles ahead and never moved
+  // (a register move would wait for its load).
+  uint32_t se = 0, ze = 0, so = 0, zo = 0;  // even / odd tiles
+  ld_sz(0, se, ze);
+  ld_sz(1, so, zo);
+  mbar_wait(bar0, 0);
+  dequant(0, se, ze);
+  ld_sz(2, se, ze);
+  fence_proxy_async();
+  __syncthreads();
+  // Descriptors: only the 14-bit address field (bits 0-13, address / 16) changes, and never carries.
+  const uint32_t a_lo = (uint32_t)sm90_desc(base_s + L::kAOff + (warp >> 2) * 64 * 128);
+  const uint32_t b_lo = (uint32_t)sm90_desc(base_s);
+  const uint32_t d_hi = (uint32_t)(sm90_desc(base_s) >> 32);
+  // One k-tile; (s, z) is the ring entry of tile kt + 1.
+  auto step = [&](int kt, uint32_t& s, uint32_t& z) {
+    // Here: A buffer kt % NA and activation stage kt are complete and visible to the async proxy.
+    const uint32_t a = a_lo + (((kt % NA) * L::kA) >> 4), b = b_lo + (((kt % S) * L::kX) >> 4);
+    wgmma_fence();
+#pragma unroll
+    for (int i = 0; i < 4; ++i)  // k 16 i: 32 B into the swizzled rows
+      wgmma_bf16_ss(acc, ((uint64_t)d_hi << 32) | (a + 2 * i), ((uint64_t)d_hi << 32) | (b + 2 * i));
+    wgmma_commit();
+    // Stage kt + S - NA goes to the slot of tile kt - NA, which both warpgroups finished before the
+    // last barrier (their wait_group below in the previous step); issued here, it overlaps the wait.
+    if (leader) issue(kt + S - NA);
+    // This warpgroup's tile kt + 1 - NA is done, so A buffer (kt + 1) % NA is free; NA - 1 tiles
+    // stay in flight while the next one is dequantized.
+    wgmma_wait<NA - 1>();
+    if (kt + 1 < KT) {
+      mbar_wait(bar0 + 8 * ((kt + 1) % S), ((kt + 1) / S) & 1);
+      dequant(kt + 1, s, z);
+    }
+    fence_proxy_async();
+    __syncthreads();  // A tile kt + 1 complete; both warpgroups are past tile kt + 1 - NA
+    ld_sz(kt + 3, s, z);  // after the fence, which would otherwise wait for it
+  };
+  // KT >= 1 (K >= 64). No zero-trip path: the compiler then merges no copies of the accumulators
+  // before wgmma.wait_group (reading them there serializes the wgmmas, C7514).
+  int kt = 0;
+  for (;;) {
+    step(kt, so, zo);  // even kt: tile kt + 1 is odd
+    if (++kt >= KT) break;
+    step(kt, se, ze);
+    if (++kt >= KT) break;
+  }
+  wgmma_wait<0>();
+  __syncthreads();  // every wgmma and TMA of this block is done: the pipeline memory becomes the output tile
+
+  const int ra = (warp >> 2) * 64 + (warp & 3) * 16 + g, rb = ra + 8;
+  uint16_t* os = reinterpret_cast<uint16_t*>(base);
+#pragma unroll
+  for (int j = 0; j < BT / 8; ++j) {
+    const int tok = 8 * j + 2 * t;
+    os[tok * L::kOutLd + ra] = f32_to_bf16_bits(acc[4 * j]);
+    os[(tok + 1) * L::kOutLd + ra] = f32_to_bf16_bits(acc[4 * j + 1]);
+    os[tok * L::kOutLd + rb] = f32_to_bf16_bits(acc[4 * j + 2]);
+    os[(tok + 1) * L::kOutLd + rb] = f32_to_bf16_bits(acc[4 * j + 3]);
+  }
+  __syncthreads();
+  const bool vec = (N % 8) == 0 && (reinterpret_cast<uintptr_t>(out) % 16) == 0;
+  for (int c = tid; c < BT * (WG_BN / 8); c += WG_THREADS) {
+    const int tok = c / (WG_BN / 8), ch = c % (WG_BN / 8);
+    const int m = m0 + tok, n = n0 + ch * 8;
+    if (m >= M || n >= N) continue;
+    const uint16_t* src = os + tok * L::kOutLd + ch * 8;
+    uint16_t* dst = out + (int64_t)m * N + n;
+    if (vec) {
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        if (n + e < N) dst[e] = src[e];
+    }
+  }
+#endif  // INT4_CUDA_SM90A_DEVICE
+}
