@@ -1057,6 +1057,15 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
                           : launch_decode<1, 1, 3, false, false, true>(a, stream, 8, true));
     return a.M <= 8 ? launch_registers<1, false>(a, p, stream) : launch_registers<2, false>(a, p, stream);
   }
+  if (variant == 0 && a.M > 64) {
+    // Hopper: the wgmma kernel (int4_plain_mm_sm90.cuh) for every M > 64, where it beats both the
+    // mma.sync prefill and the token chunks (H100, notes v22: M = 128 4096x4096 53.8 -> 41.4 us,
+    // 4096x14336 162 -> 140, 28672x4096 186 -> 95; M = 512 1.7-2.0x).
+    bool ok = false;
+    const cudaError_t e = sm90_prefill_available(a, &ok);
+    if (e != cudaSuccess) return e;
+    if (ok) return launch_prefill_hopper(a, stream);
+  }
   bool chunked = a.M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M || (variant == 16 && a.M <= kChunkedMaxCols);
   if (!chunked && variant == 0) {
     const cudaError_t e = chunked_decode_pays(a, a.M, kChunkedMaxCols, PF_BM, &chunked);
@@ -1067,12 +1076,6 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
   // (H100, notes v17: 28672x4096 M = 33/64 126.1/129.9 -> 92.7/94.8 us; at M = 512 64-token tiles
   // are 10-27 % slower).
   if (variant == 0 && a.M <= 64) return launch_prefill<kPrefillStages, false, 64>(a, stream);
-  if (variant == 0) {  // Hopper: wgmma (int4_plain_mm_sm90.cuh), 1.3-2.0x the mma.sync kernel at M = 512
-    bool ok = false;
-    const cudaError_t e = sm90_prefill_available(a, &ok);
-    if (e != cudaSuccess) return e;
-    if (ok) return launch_prefill_hopper(a, stream);
-  }
   return launch_prefill(a, stream);
 }
 
