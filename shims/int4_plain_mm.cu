@@ -1057,14 +1057,14 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
                           : launch_decode<1, 1, 3, false, false, true>(a, stream, 8, true));
     return a.M <= 8 ? launch_registers<1, false>(a, p, stream) : launch_registers<2, false>(a, p, stream);
   }
+  // Hopper: the wgmma kernel (int4_plain_mm_sm90.cuh) for M > 64. With K >= 2048 it beats the token
+  // chunks too (H100, notes v22: M = 128 4096x4096 53.8 -> 41.4 us, 4096x14336 162 -> 140); with
+  // SmolLM2's K = 576 / 1536 the chunks stay faster (128-token prefill 73k vs 57k tok/s end to end).
+  bool hopper = false;
   if (variant == 0 && a.M > 64) {
-    // Hopper: the wgmma kernel (int4_plain_mm_sm90.cuh) for every M > 64, where it beats both the
-    // mma.sync prefill and the token chunks (H100, notes v22: M = 128 4096x4096 53.8 -> 41.4 us,
-    // 4096x14336 162 -> 140, 28672x4096 186 -> 95; M = 512 1.7-2.0x).
-    bool ok = false;
-    const cudaError_t e = sm90_prefill_available(a, &ok);
+    const cudaError_t e = sm90_prefill_available(a, &hopper);
     if (e != cudaSuccess) return e;
-    if (ok) return launch_prefill_hopper(a, stream);
+    if (hopper && a.K >= 2048) return launch_prefill_hopper(a, stream);
   }
   bool chunked = a.M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M || (variant == 16 && a.M <= kChunkedMaxCols);
   if (!chunked && variant == 0) {
@@ -1076,6 +1076,7 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
   // (H100, notes v17: 28672x4096 M = 33/64 126.1/129.9 -> 92.7/94.8 us; at M = 512 64-token tiles
   // are 10-27 % slower).
   if (variant == 0 && a.M <= 64) return launch_prefill<kPrefillStages, false, 64>(a, stream);
+  if (hopper) return launch_prefill_hopper(a, stream);  // M > 64 (1.7-2.0x the mma.sync kernel at M = 512)
   return launch_prefill(a, stream);
 }
 
