@@ -874,7 +874,7 @@ cudaError_t encode_2d(PFN_cuTensorMapEncodeTiled_v12000 fn, CUtensorMap* tm, CUt
 // Tiles [tile0, tile0 + count) of the Hopper prefill kernel with BT-token tiles.
 template <int BT, int S, int NA>
 cudaError_t launch_prefill_sm90(const Args& a, cudaStream_t stream, int64_t tile0, int64_t count) {
-  using L = Sm90SsSmem<BT, S, NA>;
+  using L = Sm90Smem<BT, S, NA>;
   auto kernel = int4_mm_prefill_sm90_kernel<BT, S, NA>;
   PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
   cudaError_t e = tensor_map_encoder(&fn);

@@ -104,17 +104,17 @@ __device__ __forceinline__ void wgmma_bf16_ss(float (&d)[128], uint64_t desc_a, 
 #endif
 
 template <int BT, int S, int NA>
-struct Sm90SsSmem {
+struct Sm90Smem {
   static_assert(BT == 128 || BT == 256, "wgmma n");
   static_assert(NA >= 2 && S >= NA + 1, "pipeline depth");
   static constexpr int kX = BT * 128;        // one stage of activations
   static constexpr int kA = WG_BN * 128;     // one dequantized weight tile, bf16 [128][64], swizzled
   static constexpr int kW = WG_BN * 32;      // one stage of packed weights
   static constexpr int kAOff = S * kX, kWOff = S * kX + NA * kA, kBarOff = kWOff + S * kW;
-  static constexpr int kOutLd = WG_BN + 8;
-  static constexpr int kPipe = kBarOff + S * 8;
-  static constexpr int kEpi = BT * kOutLd * 2;
-  static constexpr int kBytes = (kPipe > kEpi ? kPipe : kEpi) + 1024;
+  static constexpr int kOutLd = WG_BN + 8;  // epilogue row (bf16): 272 B, conflict-free stores
+  static constexpr int kEpi = BT * kOutLd * 2;  // the output tile reuses the stages and A tiles
+  static_assert(kEpi <= kBarOff, "the output tile must not overlap the mbarriers");
+  static constexpr int kBytes = kBarOff + S * 8 + 1024;  // + slack to align the base to 1024 B
 };
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
                                 const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
                                 uint16_t* __restrict__ out, int M, int N, int K, int gs_shift, int tile0) {
 #if defined(INT4_CUDA_SM90A_DEVICE)
-  using L = Sm90SsSmem<BT, S, NA>;
+  using L = Sm90Smem<BT, S, NA>;
   extern __shared__ __align__(128) uint8_t smem_raw[];
   const uint32_t raw_s = (uint32_t)__cvta_generic_to_shared(smem_raw);
   const uint32_t base_s = (raw_s + 1023u) & ~1023u;
