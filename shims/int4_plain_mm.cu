@@ -54,6 +54,25 @@ __device__ __forceinline__ uint4 ld_nc_u4(const void* p) {
   return r;
 }
 
+// Asks L2 for [p, p + bytes) and returns at once: nothing comes back to the SM. Safe before
+// pdl_wait(): L2 is the GPU's point of coherence, so if the previous kernel writes these bytes
+// later, L2 holds the new ones when the real loads come. sm_90 with a 16-byte aligned range: one
+// bulk prefetch by thread 0 (the tail below 16 bytes is left to the real loads); otherwise one
+// 128-byte line per thread and step.
+__device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if ((reinterpret_cast<uintptr_t>(c) & 15) == 0) {
+    if (threadIdx.x == 0 && bytes >= 16)
+      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(c), "r"((uint32_t)(bytes & ~int64_t{15}))
+                   : "memory");
+    return;
+  }
+#endif
+  for (int64_t off = (int64_t)threadIdx.x * 128; off < bytes; off += (int64_t)blockDim.x * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
+}
+
 __device__ __forceinline__ uint32_t ld_nc_u16(const uint16_t* p) {
   unsigned short v = __ldg(p);
   return (uint32_t)v;
@@ -147,6 +166,34 @@ __device__ __forceinline__ uint4 b_fragment(uint4 v) {
 __device__ __forceinline__ float4 ld_nc_f4(const float* p) { return __ldg(reinterpret_cast<const float4*>(p)); }
 
 // ------------------------------------------------------------------------------------------------
+// Decode overlap modes (the kernel's `overlap` argument). kOverlapNone: nothing before pdl_wait(),
+// and the next kernel launches when this one exits. Otherwise each block prefetches part of its
+// first row tile into L2 before pdl_wait() and triggers the next kernel on its last row tile:
+// kOverlapTile the whole tile (weights, scales, zeros), kOverlapFirst the first k-iteration of
+// each warp's k-range (16 rows x 64 bytes, and the scale and zero lines it needs).
+enum DecodeOverlap : int { kOverlapNone = 0, kOverlapFirst = 1, kOverlapTile = 2 };
+
+// The block's first row tile is blockIdx.x (the grid never exceeds the tile count); the warp
+// split of K matches the kernel's (ceil(KI / WK) k-iterations per warp).
+__device__ __forceinline__ void prefetch_first_tile(const uint8_t* q, const uint16_t* scale, const uint16_t* zero,
+                                                    int N, int K, int gs_shift, int overlap) {
+  const int r0 = blockIdx.x * 16, rows = min(16, N - r0), G = K >> gs_shift;
+  if (overlap == kOverlapTile) {
+    prefetch_l2(q + (int64_t)r0 * (K >> 1), (int64_t)rows * (K >> 1));
+    prefetch_l2(scale + (int64_t)r0 * G, (int64_t)rows * G * 2);
+    prefetch_l2(zero + (int64_t)r0 * G, (int64_t)rows * G * 2);
+    return;
+  }
+  const int lane = threadIdx.x & 31, WK = blockDim.x >> 5, KI = (K + 127) >> 7;
+  const int it = (threadIdx.x >> 5) * ((KI + WK - 1) / WK);
+  const int r = r0 + (lane & 15);
+  if (lane < 16 && r < N && it < KI) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(q + (int64_t)r * (K >> 1) + it * 64));
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(scale + (int64_t)r * G + ((it * 128) >> gs_shift)));
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(zero + (int64_t)r * G + ((it * 128) >> gs_shift)));
+  }
+}
+
 // Decode kernel: M <= 32 (NT token tiles of 8: NT = 1 for M <= 8, 2 for M <= 16, 4 for M <= 32).
 //
 // Block: WK warps (blockDim.x = 32*WK; the launcher uses 8, fewer when K has fewer 128-k
@@ -186,7 +233,7 @@ template <int U, int NT, int MINB, bool XPRE, bool FULLK = false, bool XS = fals
 __global__ void __launch_bounds__(256, MINB)
     int4_mm_decode_kernel(const void* __restrict__ xv_, const uint8_t* __restrict__ q,
                           const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
-                          void* __restrict__ out_, int M, int N, int K, int gs_shift) {
+                          void* __restrict__ out_, int M, int N, int K, int gs_shift, int overlap) {
   static_assert(!XF32 || !XPRE, "f32 activations are not loaded with the weights");
   // Token chunks (M > 32, few row tiles; see launch_variant): blockIdx.y takes MMA columns
   // [32y, 32y + 32), i.e. activation rows 32y.. (16y.. for f32). The chunks' blocks run together,
@@ -198,8 +245,11 @@ __global__ void __launch_bounds__(256, MINB)
   const float* xf = static_cast<const float*>(xv_) + (int64_t)row0 * K;
   out_ = XF32 ? static_cast<void*>(static_cast<float*>(out_) + (int64_t)row0 * N)
               : static_cast<void*>(static_cast<uint16_t*>(out_) + (int64_t)row0 * N);
-  // Before any global access (shims/pdl.cuh). No early pdl_trigger(): the next kernel's blocks
-  // would park on SM slots this weight stream uses (measured slower on the llama3 presets).
+  // Cross-kernel overlap (DecodeOverlap, chosen by the launcher; notes v24). The weights are
+  // constants of the call, so before waiting for the previous kernel (shims/pdl.cuh) a block may
+  // ask L2 for its first row tile, or for its warps' first k-iteration, while the previous kernel
+  // finishes. x and everything else are read only after pdl_wait().
+  if (overlap != kOverlapNone && blockIdx.y == 0) prefetch_first_tile(q, scale, zero, N, K, gs_shift, overlap);
   int4_cuda::pdl_wait();
   const int WK = blockDim.x >> 5;
   const int lane = threadIdx.x & 31;
@@ -355,6 +405,11 @@ __global__ void __launch_bounds__(256, MINB)
   DecodeBatch<U, XPRE> ba, bb;
   load(ba, it_begin);
   while (true) {
+    // With overlap on, the next kernel may launch once every block is on its last row tile: its
+    // blocks then take only the slots that finished blocks free (none of ours still waits for
+    // one) and prefetch their own weights. An earlier trigger parked them on slots this weight
+    // stream still needed (notes/decode_e2e.md row 6).
+    if (overlap != kOverlapNone && tile + (int)gridDim.x >= tiles) int4_cuda::pdl_trigger();
     for (int itb = it_begin; itb < it_end; itb += 2 * U) {
       const bool has_b = itb + U < it_end;
       if (has_b) load(bb, itb + U);
@@ -745,6 +800,27 @@ bool xs_fits(const Args& a) { return a.M == 1 && xs_smem_bytes(a, 8) <= (size_t)
 // f32 (a.M = MMA columns): one f32 row, both parts staged.
 bool xs_fits_f32(const Args& a) { return a.M == 2 && xs_smem_bytes(a, 8, 2) <= (size_t)kXsMaxSmem; }
 
+// Cross-kernel overlap policy (DecodeOverlap), measured on H100 back to back in a CUDA graph (notes
+// v24): small calls (<= 4 MB of packed weights, all of SmolLM2's int4 layers) are latency-bound, and
+// prefetching their whole first tile before pdl_wait() took 20-25 % off (192x576 2.5 -> 2.0 us);
+// long-K calls with one block per tile (>= 8 k-iterations per warp: 4096x14336, 5376x21504) gain
+// 2-7 % from the first k-iteration. Elsewhere both the prefetch and the early trigger measured
+// slower (4096x4096 7.5 -> 8.2 us, 21504x5376 +1-3 %), or within 2 %: no overlap. Without PDL
+// (pre-sm_90, or INT4_CUDA_PDL=0) there is nothing to overlap with; INT4_CUDA_DECODE_OVERLAP=0 in
+// the environment turns the overlap off alone (for A/B timing).
+constexpr int64_t kOverlapTileMaxBytes = 4 << 20;
+int decode_overlap(const Args& a, int wk, bool persistent) {
+  static const bool off = [] {
+    const char* e = std::getenv("INT4_CUDA_DECODE_OVERLAP");
+    return e != nullptr && std::strcmp(e, "0") == 0;
+  }();
+  if (off || !int4_cuda::pdl_enabled()) return kOverlapNone;
+  if ((int64_t)a.N * (a.K / 2) <= kOverlapTileMaxBytes) return kOverlapTile;
+  const int ki = (a.K + 127) / 128;
+  if (!persistent && (ki + wk - 1) / wk >= 8) return kOverlapFirst;
+  return kOverlapNone;
+}
+
 // XF32: a.M is the MMA column count, 2 x the f32 rows (see the kernel). M > 32 columns: one grid row
 // (blockIdx.y) per 32 columns (NT = 4 only).
 template <int U, int NT, int MINB, bool XPRE = false, bool FULLK = false, bool XS = false, bool XF32 = false>
@@ -797,7 +873,7 @@ cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persi
   const int chunks = (a.M + 31) / 32;
   if (chunks > 1 && (NT != 4 || persistent)) return cudaErrorInvalidConfiguration;  // a launcher bug
   const cudaError_t le = int4_cuda::launch(kernel, dim3(grid, chunks), dim3(wk * 32), smem, stream, a.x, a.q, a.s,
-                                           a.z, a.out, a.M, a.N, a.K, a.gsh);
+                                           a.z, a.out, a.M, a.N, a.K, a.gsh, decode_overlap(a, wk, persistent));
   return le != cudaSuccess ? le : cudaGetLastError();
 }
 

@@ -207,3 +207,49 @@ def test_sm90_kernel_is_what_runs_on_hopper(shims_lib, dev):
     for variant in (19, None):  # forced, and the default dispatch for M > 64
         names = launched_kernels(lambda: run(shims_lib, x, qdata, scale, zero, out, M, N, K, gs, variant=variant))
         assert any("int4_mm_prefill_sm90" in n for n in names), (variant, names)
+
+
+def test_back_to_back_chain(shims_lib, dev):
+    """M = 1 calls back to back on one stream, each reading what the previous one wrote, with no host
+    sync or other kernel between them: the programmatic-dependent-launch edges of shims/pdl.cuh, where
+    the decode kernel prefetches weights before griddepcontrol.wait and triggers its successor early
+    (every overlap mode of decode_overlap: whole tile, first k-iteration, none). The last link reads
+    the previous output as its *scale*, so it also checks that a prefetched weight tensor written by
+    the previous kernel is read fresh. Every buffer starts as NaN; each link is checked against a
+    float64 reference on the bytes it was given."""
+    gs = 32
+    # (N, K) per link; x of link i is the output of link i - 1. Overlap: tile, tile, none
+    # (persistent), first k-iteration (long K, one block per tile).
+    links = [(576, 576), (1536, 576), (14336, 1536), (1024, 14336)]
+    g = torch.Generator(device=dev).manual_seed(1234)
+    x0 = torch.randn(1, 576, device=dev, generator=g).to(torch.bfloat16)
+    ws = [make_inputs(1, N, K, gs, dev, seed=100 + i)[1:] for i, (N, K) in enumerate(links)]
+    outs = [torch.empty(1, N, device=dev, dtype=torch.bfloat16) for N, _ in links]
+    # Link 5: scale = link 4's output viewed as [32, 32] (N = 32, K = 1024, gs 32).
+    x5, q5, _, z5 = make_inputs(1, 32, 1024, gs, dev, seed=99)
+    out5 = torch.empty(1, 32, device=dev, dtype=torch.bfloat16)
+    stream = torch.cuda.current_stream().cuda_stream
+
+    def call(x, q, s, z, out, N, K):
+        rc = shims_lib.int4_cuda_int4_plain_mm(x.data_ptr(), q.data_ptr(), s.data_ptr(), z.data_ptr(), out.data_ptr(),
+                                                1, N, K, gs, stream)
+        assert rc == 0, (rc, shims_lib.int4_cuda_status_string(rc).decode())
+
+    for rep in range(10):
+        for o in outs + [out5]:
+            o.fill_(float("nan"))
+        torch.cuda.synchronize()
+        x = x0
+        for (N, K), (q, s, z), out in zip(links, ws, outs):
+            call(x, q, s, z, out, N, K)
+            x = out
+        call(x5, q5, outs[-1].view(32, 32), z5, out5, 32, 1024)
+        torch.cuda.synchronize()
+        xs = [x0] + outs[:-1]
+        for i, ((N, K), (q, s, z), xin, out) in enumerate(zip(links, ws, xs, outs)):
+            ref = reference(xin, q, s, z, gs)
+            rel = (torch.linalg.norm(out.double() - ref) / torch.linalg.norm(ref)).item()
+            assert rel <= 1e-2, f"rep {rep} link {i} ({N}x{K}): relative error {rel:.3e}"
+        ref = reference(x5, q5, outs[-1].view(32, 32), z5, gs)
+        rel = (torch.linalg.norm(out5.double() - ref) / torch.linalg.norm(ref)).item()
+        assert rel <= 1e-2, f"rep {rep} scale link: relative error {rel:.3e}"
