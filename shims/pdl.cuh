@@ -9,8 +9,11 @@
 // touches global memory. griddepcontrol.wait returns once the previous grid has completed and its
 // writes are visible, so reads see the producer's results and writes cannot race a consumer still
 // reading a reused buffer. pdl_trigger() right after lets the next kernel launch early (its blocks
-// park in their own pdl_wait()); kernels that fill every SM streaming weights (int4_plain_mm) skip
-// it, so parked blocks do not take their slots, and their dependents launch at their exit. On GPUs below sm_90, or with INT4_CUDA_PDL=0 in the environment
+// park in their own pdl_wait()). Kernels that fill every SM streaming weights (int4_plain_mm) do
+// not trigger early, so parked blocks do not take the slots they need: its decode kernel triggers
+// only on its last row tile, and only where it overlaps (decode_overlap in int4_plain_mm.cu: before
+// pdl_wait() it may issue L2 prefetches of its constant weights, the one global access allowed
+// there, since L2 is coherent). On GPUs below sm_90, or with INT4_CUDA_PDL=0 in the environment
 // (for A/B timing), launch() is a plain launch and both device calls are no-ops.
 #pragma once
 
