@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <algorithm>
 #include <atomic>
 #include <string.h>
 
@@ -785,6 +786,9 @@ struct Args {
 };
 
 constexpr int kMaxDevices = 64;
+// Split-K cluster of 2: its time over half an unsplit tile's, measured on H100 (notes v25: 4096x4096
+// at M = 512 takes 56.1 us in 64 whole 256-token tiles and 36.9 us in 64 pairs).
+constexpr double kSplitCost = 1.32;
 
 // Decode launch: WK warps per block (capped at the number of 128-k iterations) splitting K; one
 // block per 16 weight rows, or (persistent) one resident wave of blocks striding over row tiles.
@@ -947,11 +951,13 @@ cudaError_t encode_2d(PFN_cuTensorMapEncodeTiled_v12000 fn, CUtensorMap* tm, CUt
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-// Tiles [tile0, tile0 + count) of the Hopper prefill kernel with BT-token tiles.
-template <int BT, int S, int NA>
+// Tiles [tile0, tile0 + count) of the Hopper prefill kernel with BT-token tiles, each split over K
+// by a cluster of SPLIT blocks (needs K / 64 >= SPLIT).
+template <int BT, int S, int NA, int SPLIT = 1>
 cudaError_t launch_prefill_sm90(const Args& a, cudaStream_t stream, int64_t tile0, int64_t count) {
-  using L = Sm90Smem<BT, S, NA>;
-  auto kernel = int4_mm_prefill_sm90_kernel<BT, S, NA>;
+  using L = Sm90Smem<BT, S, NA, SPLIT>;
+  auto kernel = int4_mm_prefill_sm90_kernel<BT, S, NA, SPLIT>;
+  if (a.K / WG_BK < SPLIT) return cudaErrorInvalidConfiguration;  // a launcher bug
   PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
   cudaError_t e = tensor_map_encoder(&fn);
   if (e != cudaSuccess) return e;
@@ -963,29 +969,33 @@ cudaError_t launch_prefill_sm90(const Args& a, cudaStream_t stream, int64_t tile
   e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes);
   if (e != cudaSuccess) return e;
   if (count <= 0) return cudaSuccess;
-  if (tile0 + count > INT32_MAX) return cudaErrorInvalidConfiguration;
-  const cudaError_t le = int4_cuda::launch(kernel, dim3((unsigned)count), dim3(WG_THREADS), L::kBytes, stream, tm_x, tm_w,
-                                           a.s, a.z, static_cast<uint16_t*>(a.out), a.M, a.N, a.K, a.gsh, (int)tile0);
+  if (tile0 + count > INT32_MAX / SPLIT) return cudaErrorInvalidConfiguration;
+  const cudaError_t le =
+      int4_cuda::launch_clusters(kernel, dim3((unsigned)(count * SPLIT)), dim3(WG_THREADS), L::kBytes, stream, SPLIT, tm_x,
+                                 tm_w, a.s, a.z, static_cast<uint16_t*>(a.out), a.M, a.N, a.K, a.gsh, (int)tile0);
   return le != cudaSuccess ? le : cudaGetLastError();
 }
-template <int BT>
+template <int BT, int SPLIT = 1>
 cudaError_t launch_prefill_sm90_all(const Args& a, cudaStream_t stream) {
   const int64_t tiles = (int64_t)((a.M + BT - 1) / BT) * ((a.N + WG_BN - 1) / WG_BN);
-  return BT == 256 ? launch_prefill_sm90<256, 5, 2>(a, stream, 0, tiles) : launch_prefill_sm90<128, 5, 2>(a, stream, 0, tiles);
+  // Forced split variants on K < 64 SPLIT run unsplit (the policy never picks them there).
+  if (SPLIT > 1 && a.K / WG_BK < SPLIT) return launch_prefill_sm90<BT, 5, 2>(a, stream, 0, tiles);
+  return launch_prefill_sm90<BT, 5, 2, SPLIT>(a, stream, 0, tiles);
 }
 
 // Hopper prefill tiling, from whole waves (grid / SMs, rounded up): 256-token tiles do the most
 // work per dequantized weight, 128-token tiles give more blocks. Measured on H100 (notes v22): a
 // 128-token tile costs 0.7 of a 256-token one. The third choice runs the full waves of 256-token
 // tiles and the remaining weight rows in a second launch of 128-token tiles (28672x4096 at M = 512:
-// 448 tiles are 3.4 waves of 132).
+// 448 tiles are 3.4 waves of 132). Split K over a cluster of 2 blocks (v25) halves a tile's k-walk
+// and doubles its blocks: for grids that fill less than a wave.
 cudaError_t device_sms(int* sms);
 cudaError_t launch_prefill_hopper(const Args& a, cudaStream_t stream) {
   int sms = 0;
   const cudaError_t e = device_sms(&sms);
   if (e != cudaSuccess) return e;
   const int64_t rows = (a.N + WG_BN - 1) / WG_BN, mt256 = (a.M + 255) / 256, mt128 = (a.M + 127) / 128;
-  const auto waves = [&](int64_t tiles) { return (double)((tiles + sms - 1) / sms); };
+  const auto waves = [&](int64_t blocks) { return (double)((blocks + sms - 1) / sms); };
   constexpr double kCost128 = 0.7;
   const double c256 = waves(rows * mt256), c128 = kCost128 * waves(rows * mt128);
   const int64_t big_rows = (rows * mt256 / sms) * sms / mt256;  // weight-row tiles in whole waves
@@ -995,6 +1005,14 @@ cudaError_t launch_prefill_hopper(const Args& a, cudaStream_t stream) {
     if (e1 != cudaSuccess) return e1;
     return launch_prefill_sm90<128, 5, 2>(a, stream, big_rows * mt128, (rows - big_rows) * mt128);
   }
+  // Split K over 2 blocks: a wave of clusters costs kSplitCost / 2 of a wave of whole tiles (v25:
+  // a k-tile takes longer once every SM streams its tiles through L2). Splits over 4 measured slower
+  // than over 2 everywhere (variants 24, 25).
+  const double s256 = a.K / WG_BK >= 4 ? kSplitCost * waves(rows * mt256 * 2) / 2 : 1e30;
+  const double s128 = a.K / WG_BK >= 4 ? kSplitCost * kCost128 * waves(rows * mt128 * 2) / 2 : 1e30;
+  const double best = std::min(std::min(c256, c128), std::min(s256, s128));
+  if (best == s256) return launch_prefill_sm90_all<256, 2>(a, stream);
+  if (best == s128) return launch_prefill_sm90_all<128, 2>(a, stream);
   return c256 <= c128 ? launch_prefill_sm90_all<256>(a, stream) : launch_prefill_sm90_all<128>(a, stream);
 }
 
@@ -1108,14 +1126,21 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
       if (!xs_fits(a)) break;
       return a.K % 128 == 0 ? launch_decode<2, 1, 2, false, true, true>(a, stream, 8, true)
                             : launch_decode<2, 1, 2, false, false, true>(a, stream, 8, true);
-    case 19: case 20: case 21: {  // Hopper prefill (any M) where available, else the default dispatch
+    case 19: case 20: case 21: case 22: case 23: case 24: case 25: {
+      // Hopper prefill (any M) where available, else the default dispatch.
       bool ok = false;
       const cudaError_t e = sm90_prefill_available(a, &ok);
       if (e != cudaSuccess) return e;
       if (!ok) break;
-      return variant == 19 ? launch_prefill_hopper(a, stream)
-             : variant == 20 ? launch_prefill_sm90_all<128>(a, stream)
-                             : launch_prefill_sm90_all<256>(a, stream);
+      switch (variant) {
+        case 19: return launch_prefill_hopper(a, stream);
+        case 20: return launch_prefill_sm90_all<128>(a, stream);
+        case 21: return launch_prefill_sm90_all<256>(a, stream);
+        case 22: return launch_prefill_sm90_all<256, 2>(a, stream);
+        case 23: return launch_prefill_sm90_all<128, 2>(a, stream);
+        case 24: return launch_prefill_sm90_all<256, 4>(a, stream);
+        default: return launch_prefill_sm90_all<128, 4>(a, stream);
+      }
     }
     case 8: return launch_prefill<4>(a, stream);
     case 9: return launch_prefill(a, stream);

@@ -17,6 +17,13 @@
 //  * One __syncthreads per k-tile: the A tile is complete (each thread fenced its stores to the
 //    async proxy) and both warpgroups are past tile kt + 1 - NA, whose stage slot the TMA refills.
 //  * Epilogue: fp32 -> bf16 (RNE) into a shared tile [token][weight row], then 16-byte row stores.
+//  * Split K (SPLIT = 2 or 4, notes v25): a cluster of SPLIT blocks shares one output tile, block
+//    rank r taking k-tiles [r KT / SPLIT, (r + 1) KT / SPLIT). After the main loop each block sends
+//    the fp32 partials of the weight rows it does not own to their owner's shared memory (DSMEM,
+//    rank r owns rows [r 128 / SPLIT, (r + 1) 128 / SPLIT), i.e. warps [r 8 / SPLIT, ...)), and
+//    each owner adds them in rank order and stores its rows. For grids under one wave of 256-token
+//    tiles (few weight rows), where the tile choice alone leaves SMs idle or falls back to the
+//    costlier 128-token tile.
 // Measured alternatives (docs/notes/int4_plain_mm.md v19-v23), none faster: the weights as the
 // register operand (wgmma RS; a warpgroup cannot dequantize while its own wgmmas are in flight,
 // since ptxas serializes wgmmas whose A registers are written meanwhile, C7513), also with the two
@@ -103,16 +110,20 @@ __device__ __forceinline__ void wgmma_bf16_ss(float (&d)[128], uint64_t desc_a, 
 }
 #endif
 
-template <int BT, int S, int NA>
+template <int BT, int S, int NA, int SPLIT = 1>
 struct Sm90Smem {
   static_assert(BT == 128 || BT == 256, "wgmma n");
+  static_assert(SPLIT == 1 || SPLIT == 2 || SPLIT == 4, "split-K cluster size");
   static_assert(NA >= 2 && S >= NA + 1, "pipeline depth");
   static constexpr int kX = BT * 128;        // one stage of activations
   static constexpr int kA = WG_BN * 128;     // one dequantized weight tile, bf16 [128][64], swizzled
   static constexpr int kW = WG_BN * 32;      // one stage of packed weights
   static constexpr int kAOff = S * kX, kWOff = S * kX + NA * kA, kBarOff = kWOff + S * kW;
   static constexpr int kOutLd = WG_BN + 8;  // epilogue row (bf16): 272 B, conflict-free stores
-  static constexpr int kEpi = BT * kOutLd * 2;  // the output tile reuses the stages and A tiles
+  // Split K: the partials received from the other SPLIT - 1 blocks, float4 [SPLIT - 1][8 / SPLIT
+  // warps][BT / 8][32 lanes] (one warp's accumulator fragment, lane-interleaved), then the output tile.
+  static constexpr int kRecv = (SPLIT - 1) * (8 / SPLIT) * (BT / 8) * 32 * 16;
+  static constexpr int kEpi = kRecv + BT * kOutLd * 2;  // both reuse the stages and A tiles
   static_assert(kEpi <= kBarOff, "the output tile must not overlap the mbarriers");
   static constexpr int kBytes = kBarOff + S * 8 + 1024;  // + slack to align the base to 1024 B
 };
@@ -131,6 +142,23 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
       "r"(parity)
       : "memory");
 }
+// Thread-block clusters (split K): this block's rank, a barrier over the cluster with release/acquire
+// semantics for shared memory, and a 16-byte store into another block's shared memory.
+__device__ __forceinline__ int cluster_rank() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return (int)r;
+}
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void st_cluster_f4(uint32_t local_addr, int rank, float a, float b, float c, float d) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local_addr), "r"(rank));
+  asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};" ::"r"(remote), "f"(a), "f"(b), "f"(c), "f"(d)
+               : "memory");
+}
+
 // 2-D TMA load of box (c0, c1) of tensor map tm into shared memory, completing on mbarrier bar.
 __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* tm, int c0, int c1, uint32_t bar) {
   asm volatile(
@@ -139,16 +167,17 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* tm,
       : "memory");
 }
 
-// Block b computes tile tile0 + b; tiles are numbered token tile fastest, so consecutive blocks
-// share a weight-row tile (through L2) and a launch over a tile range [tile0, ...) covers whole
-// weight-row tiles when tile0 is a multiple of the token-tile count.
-template <int BT, int S, int NA>
+// Block b computes tile tile0 + b / SPLIT (its k share when SPLIT > 1: cluster rank b % SPLIT);
+// tiles are numbered token tile fastest, so consecutive blocks share a weight-row tile (through L2)
+// and a launch over a tile range [tile0, ...) covers whole weight-row tiles when tile0 is a multiple
+// of the token-tile count. SPLIT > 1 needs a cluster of SPLIT blocks along x and K / 64 >= SPLIT.
+template <int BT, int S, int NA, int SPLIT>
 __global__ void __launch_bounds__(WG_THREADS, 1)
     int4_mm_prefill_sm90_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_w,
                                 const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
                                 uint16_t* __restrict__ out, int M, int N, int K, int gs_shift, int tile0) {
 #if defined(INT4_CUDA_SM90A_DEVICE)
-  using L = Sm90Smem<BT, S, NA>;
+  using L = Sm90Smem<BT, S, NA, SPLIT>;
   extern __shared__ __align__(128) uint8_t smem_raw[];
   const uint32_t raw_s = (uint32_t)__cvta_generic_to_shared(smem_raw);
   const uint32_t base_s = (raw_s + 1023u) & ~1023u;
@@ -157,10 +186,12 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int mtiles = (M + BT - 1) / BT;
-  const int tile = tile0 + (int)blockIdx.x;
+  const int tile = tile0 + (int)blockIdx.x / SPLIT;
   const int m0 = (tile % mtiles) * BT;
   const int n0 = (tile / mtiles) * WG_BN;
-  const int KT = K / WG_BK;
+  const int rank = SPLIT > 1 ? cluster_rank() : 0;
+  const int kt0 = rank * (K / WG_BK) / SPLIT;         // this block's first k-tile
+  const int KT = (rank + 1) * (K / WG_BK) / SPLIT - kt0;  // and its k-tile count (>= 1)
   const int G = K >> gs_shift;
   const uint32_t bar0 = base_s + L::kBarOff;
 
@@ -181,8 +212,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
       const int slot = kt % S;
       const uint32_t bar = bar0 + 8 * slot;
       mbar_expect_tx(bar, L::kX + L::kW);
-      tma_load_2d(base_s + slot * L::kX, &tm_x, kt * WG_BK, m0, bar);
-      tma_load_2d(base_s + L::kWOff + slot * L::kW, &tm_w, kt * (WG_BK / 2), n0, bar);
+      tma_load_2d(base_s + slot * L::kX, &tm_x, (kt0 + kt) * WG_BK, m0, bar);
+      tma_load_2d(base_s + L::kWOff + slot * L::kW, &tm_w, (kt0 + kt) * (WG_BK / 2), n0, bar);
     }
   };
 
@@ -196,7 +227,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
   const uint32_t wraw = dr * 32 + dh * 16;
   auto ld_sz = [&](int kt, uint32_t& s2, uint32_t& z2) {
     if (kt < KT) {
-      const int grp = (kt * WG_BK) >> gs_shift;
+      const int grp = ((kt0 + kt) * WG_BK) >> gs_shift;
       s2 = ld_nc_u16(srow + grp);
       z2 = ld_nc_u16(zrow + grp);
     }
@@ -275,20 +306,48 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
   wgmma_wait<0>();
   __syncthreads();  // every wgmma and TMA of this block is done: the pipeline memory becomes the output tile
 
-  const int ra = (warp >> 2) * 64 + (warp & 3) * 16 + g, rb = ra + 8;
-  uint16_t* os = reinterpret_cast<uint16_t*>(base);
+  // Warp w holds weight rows 16 w + g and 16 w + g + 8 (warpgroup w / 4, its m64 slice (w % 4) 16).
+  constexpr int kOwnWarps = 8 / SPLIT;  // split K: the warps whose rows this block stores
+  const bool own = warp / kOwnWarps == rank;
+  if constexpr (SPLIT > 1) {
+    cluster_sync();  // every block of the cluster is past its main loop: their pipeline memory is free
+    if (!own) {
+      const int owner = warp / kOwnWarps, slot = rank < owner ? rank : rank - 1;
+      const uint32_t dst = base_s + (uint32_t)(((slot * kOwnWarps + warp % kOwnWarps) * (BT / 8) * 32 + lane) * 16);
 #pragma unroll
-  for (int j = 0; j < BT / 8; ++j) {
-    const int tok = 8 * j + 2 * t;
-    os[tok * L::kOutLd + ra] = f32_to_bf16_bits(acc[4 * j]);
-    os[(tok + 1) * L::kOutLd + ra] = f32_to_bf16_bits(acc[4 * j + 1]);
-    os[tok * L::kOutLd + rb] = f32_to_bf16_bits(acc[4 * j + 2]);
-    os[(tok + 1) * L::kOutLd + rb] = f32_to_bf16_bits(acc[4 * j + 3]);
+      for (int j = 0; j < BT / 8; ++j)
+        st_cluster_f4(dst + j * 32 * 16, owner, acc[4 * j], acc[4 * j + 1], acc[4 * j + 2], acc[4 * j + 3]);
+    }
+    cluster_sync();  // the partials have landed; nobody touches another block's memory after this
+    if (own) {
+      const float4* recv = reinterpret_cast<const float4*>(base) + (warp % kOwnWarps) * (BT / 8) * 32 + lane;
+#pragma unroll
+      for (int sl = 0; sl < SPLIT - 1; ++sl)
+#pragma unroll
+        for (int j = 0; j < BT / 8; ++j) {
+          const float4 v = recv[(sl * kOwnWarps * (BT / 8) + j) * 32];
+          acc[4 * j] += v.x, acc[4 * j + 1] += v.y, acc[4 * j + 2] += v.z, acc[4 * j + 3] += v.w;
+        }
+    }
+  }
+
+  const int ra = (warp >> 2) * 64 + (warp & 3) * 16 + g, rb = ra + 8;
+  uint16_t* os = reinterpret_cast<uint16_t*>(base + L::kRecv);
+  if (own) {
+#pragma unroll
+    for (int j = 0; j < BT / 8; ++j) {
+      const int tok = 8 * j + 2 * t;
+      os[tok * L::kOutLd + ra] = f32_to_bf16_bits(acc[4 * j]);
+      os[(tok + 1) * L::kOutLd + ra] = f32_to_bf16_bits(acc[4 * j + 1]);
+      os[tok * L::kOutLd + rb] = f32_to_bf16_bits(acc[4 * j + 2]);
+      os[(tok + 1) * L::kOutLd + rb] = f32_to_bf16_bits(acc[4 * j + 3]);
+    }
   }
   __syncthreads();
   const bool vec = (N % 8) == 0 && (reinterpret_cast<uintptr_t>(out) % 16) == 0;
-  for (int c = tid; c < BT * (WG_BN / 8); c += WG_THREADS) {
-    const int tok = c / (WG_BN / 8), ch = c % (WG_BN / 8);
+  constexpr int kChunks = WG_BN / 8 / SPLIT;  // 8-row chunks this block stores per token
+  for (int c = tid; c < BT * kChunks; c += WG_THREADS) {
+    const int tok = c / kChunks, ch = rank * kChunks + c % kChunks;
     const int m = m0 + tok, n = n0 + ch * 8;
     if (m >= M || n >= N) continue;
     const uint16_t* src = os + tok * L::kOutLd + ch * 8;

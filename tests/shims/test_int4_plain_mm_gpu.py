@@ -162,9 +162,10 @@ def test_prefill_bm64(shims_lib, dev, M, N, K, gs):
     check(shims_lib, M, N, K, gs, dev, variant=PREFILL_BM64_VARIANT)
 
 
-# The Hopper wgmma prefill (variants 19-21; on other GPUs, or K % 64 != 0, they take the default
-# dispatch): token tails, weight-row tails, K = 576 (9 k-tiles), every gs, one k-tile (K = 64).
-SM90_VARIANTS = [19, 20, 21]
+# The Hopper wgmma prefill (variants 19-25; on other GPUs, or K % 64 != 0, they take the default
+# dispatch): token tails, weight-row tails, K = 576 (9 k-tiles: uneven k shares when split over 2
+# or 4 blocks), every gs, one k-tile (K = 64: the split variants run unsplit).
+SM90_VARIANTS = [19, 20, 21, 22, 23, 24, 25]
 
 
 @pytest.mark.parametrize("variant", SM90_VARIANTS)
@@ -194,6 +195,16 @@ def launched_kernels(fn):
         fn()
         torch.cuda.synchronize()
     return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+def test_sm90_split_k_is_what_runs_for_few_tiles(shims_lib, dev):
+    """8 weight-row tiles of 128 and one token tile: far under one wave of SMs, so the default dispatch
+    splits K over clusters (launch_prefill_hopper); the result is checked against float64."""
+    import re
+    if torch.cuda.get_device_capability(dev) != (9, 0):
+        pytest.skip("needs a compute-capability 9.0 GPU (sm_90a)")
+    names = launched_kernels(lambda: check(shims_lib, 256, 1024, 4096, 32, dev))
+    assert any(re.search(r"int4_mm_prefill_sm90_kernel<\d+, 5, 2, [24]>", n) for n in names), names
 
 
 def test_sm90_kernel_is_what_runs_on_hopper(shims_lib, dev):
