@@ -211,9 +211,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
   const int m0 = MC ? ((tile >> 1) % mtiles) * BT : (tile % mtiles) * BT;
   const int n0 = MC ? (2 * (tile / (2 * mtiles)) + (tile & 1)) * WG_BN : (tile / mtiles) * WG_BN;
   const int rank = SPLIT > 1 || MC ? cluster_rank() : 0;
-  const int krank = SPLIT > 1 ? rank : 0;                     // this block's share of K
-  const int kt0 = krank * (K / WG_BK) / SPLIT;                // its first k-tile
-  const int KT = (krank + 1) * (K / WG_BK) / SPLIT - kt0;     // and its k-tile count (>= 1)
+  const int kt0 = MC ? 0 : rank * (K / WG_BK) / SPLIT;         // this block's first k-tile
+  const int KT = MC ? K / WG_BK : (rank + 1) * (K / WG_BK) / SPLIT - kt0;  // and its k-tile count (>= 1)
   const int G = K >> gs_shift;
   const uint32_t bar0 = base_s + L::kBarOff;
 
@@ -343,11 +342,11 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
 
   // Warp w holds weight rows 16 w + g and 16 w + g + 8 (warpgroup w / 4, its m64 slice (w % 4) 16).
   constexpr int kOwnWarps = 8 / SPLIT;  // split K: the warps whose rows this block stores
-  const bool own = warp / kOwnWarps == krank;
+  const bool own = warp / kOwnWarps == rank;
   if constexpr (SPLIT > 1) {
     cluster_sync();  // every block of the cluster is past its main loop: their pipeline memory is free
     if (!own) {
-      const int owner = warp / kOwnWarps, slot = krank < owner ? krank : krank - 1;
+      const int owner = warp / kOwnWarps, slot = rank < owner ? rank : rank - 1;
       const uint32_t dst = base_s + (uint32_t)(((slot * kOwnWarps + warp % kOwnWarps) * (BT / 8) * 32 + lane) * 16);
 #pragma unroll
       for (int j = 0; j < BT / 8; ++j)
@@ -382,7 +381,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
   const bool vec = (N % 8) == 0 && (reinterpret_cast<uintptr_t>(out) % 16) == 0;
   constexpr int kChunks = WG_BN / 8 / SPLIT;  // 8-row chunks this block stores per token
   for (int c = tid; c < BT * kChunks; c += WG_THREADS) {
-    const int tok = c / kChunks, ch = krank * kChunks + c % kChunks;
+    const int tok = c / kChunks, ch = rank * kChunks + c % kChunks;
     const int m = m0 + tok, n = n0 + ch * 8;
     if (m >= M || n >= N) continue;
     const uint16_t* src = os + tok * L::kOutLd + ch * 8;
