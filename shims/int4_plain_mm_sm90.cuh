@@ -157,9 +157,9 @@ __device__ __forceinline__ int cluster_rank() {
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
-// The two halves of cluster_sync (every thread of the cluster, convergent).
-__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
-__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+// The two halves of cluster_sync, for threads of a warp that reach them at different points.
+__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release;" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire;" ::: "memory"); }
 __device__ __forceinline__ void st_cluster_f4(uint32_t local_addr, int rank, float a, float b, float c, float d) {
   uint32_t remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local_addr), "r"(rank));
@@ -236,10 +236,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
       const int slot = kt % S;
       const uint32_t bar = bar0 + 8 * slot;
       mbar_expect_tx(bar, L::kX + L::kW);
-      if constexpr (MC)  // this block's half of the activation rows, to both blocks (a half wholly
-        // past M starts at row M - 1 instead: those token rows are never stored)
-        tma_load_2d_mc(base_s + slot * L::kX + rank * (L::kX / 2), &tm_x, kt * WG_BK, min(m0 + rank * (BT / 2), M - 1),
-                       bar, 3);
+      if constexpr (MC)  // this block's half of the activation rows, to both blocks
+        tma_load_2d_mc(base_s + slot * L::kX + rank * (L::kX / 2), &tm_x, kt * WG_BK, m0 + rank * (BT / 2), bar, 3);
       else
         tma_load_2d(base_s + slot * L::kX, &tm_x, (kt0 + kt) * WG_BK, m0, bar);
       tma_load_2d(base_s + L::kWOff + slot * L::kW, &tm_w, (kt0 + kt) * (WG_BK / 2), n0, bar);
@@ -312,13 +310,16 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
     // Stage kt + S - NA goes to the slot of tile kt - NA, which both warpgroups finished before the
     // last barrier (their wait_group below in the previous step); issued here, it overlaps the wait.
     // MC: the slot is also the other block's, free once the cluster barrier phase arrived at in the
-    // previous step completes (every thread waits once per phase, all at the same point).
-    if (MC && kt > 0) cluster_wait();
+    // previous step completes (every thread waits once per phase: the leader here, the rest below).
+    if (MC && kt > 0 && leader) cluster_wait();
     if (leader) issue(kt + S - NA);
     // This warpgroup's tile kt + 1 - NA is done, so A buffer (kt + 1) % NA is free; NA - 1 tiles
     // stay in flight while the next one is dequantized.
     wgmma_wait<NA - 1>();
-    if constexpr (MC) cluster_arrive();
+    if constexpr (MC) {
+      if (kt > 0 && !leader) cluster_wait();
+      cluster_arrive();
+    }
     if (kt + 1 < KT) {
       mbar_wait(bar0 + 8 * ((kt + 1) % S), ((kt + 1) / S) & 1);
       dequant(kt + 1, s, z);
