@@ -41,7 +41,7 @@ F32_PLAN = [(28672, 4096, 1), (4096, 4096, 1), (21504, 5376, 1), (4096, 14336, 1
             (3072, 576, 64)]
 # Hopper wgmma prefill (shims/int4_plain_mm_sm90.cuh): its own tile choice, 128- and 256-token tiles, and K split over 2 or 4 blocks.
 SM90_VARIANTS = ((19, "sm90 policy"), (20, "sm90 BT128"), (21, "sm90 BT256"), (22, "sm90 BT256 split 2"), (23, "sm90 BT128 split 2"),
-                 (24, "sm90 BT256 split 4"), (25, "sm90 BT128 split 4"), (26, "sm90 BT256 multicast"), (27, "sm90 BT128 multicast"))
+                 (24, "sm90 BT256 split 4"), (25, "sm90 BT128 split 4"))
 F32_VARIANTS = {13: "XS persistent", 14: "XS block/tile", 15: "XS U2 persistent", 9: "prefill kernel", 16: "decode kernel, token chunks",
                 17: "prefill kernel, BM 64", 18: "no XS (x split per lane)"}
 DECODE_VARIANTS = {4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent", 13: "XS U1 persistent", 14: "XS U1 block/tile", 15: "XS U2 persistent"}

@@ -789,8 +789,6 @@ constexpr int kMaxDevices = 64;
 // Split-K cluster of 2: its time over half an unsplit tile's, measured on H100 (notes v25: 4096x4096
 // at M = 512 takes 56.1 us in 64 whole 256-token tiles and 36.9 us in 64 pairs).
 constexpr double kSplitCost = 1.32;
-// Unsplit Hopper tiles in multicast pairs (notes v26).
-constexpr bool kMulticast = true;
 
 // Decode launch: WK warps per block (capped at the number of 128-k iterations) splitting K; one
 // block per 16 weight rows, or (persistent) one resident wave of blocks striding over row tiles.
@@ -954,20 +952,17 @@ cudaError_t encode_2d(PFN_cuTensorMapEncodeTiled_v12000 fn, CUtensorMap* tm, CUt
 }
 
 // Tiles [tile0, tile0 + count) of the Hopper prefill kernel with BT-token tiles, each split over K
-// by a cluster of SPLIT blocks (needs K / 64 >= SPLIT); MC: in clusters of 2 sharing activation
-// stages (tile0 and count multiples of 2 x the token-tile count: whole weight-row pairs; a pair
-// may end past N, whose second block then computes zeros and stores nothing).
-template <int BT, int S, int NA, int SPLIT = 1, bool MC = false>
+// by a cluster of SPLIT blocks (needs K / 64 >= SPLIT).
+template <int BT, int S, int NA, int SPLIT = 1>
 cudaError_t launch_prefill_sm90(const Args& a, cudaStream_t stream, int64_t tile0, int64_t count) {
   using L = Sm90Smem<BT, S, NA, SPLIT>;
-  auto kernel = int4_mm_prefill_sm90_kernel<BT, S, NA, SPLIT, MC>;
+  auto kernel = int4_mm_prefill_sm90_kernel<BT, S, NA, SPLIT>;
   if (a.K / WG_BK < SPLIT) return cudaErrorInvalidConfiguration;  // a launcher bug
   PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
   cudaError_t e = tensor_map_encoder(&fn);
   if (e != cudaSuccess) return e;
   CUtensorMap tm_x, tm_w;
-  e = encode_2d(fn, &tm_x, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, a.x, a.M, a.K, MC ? BT / 2 : BT, WG_BK,
-                CU_TENSOR_MAP_SWIZZLE_128B);
+  e = encode_2d(fn, &tm_x, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, a.x, a.M, a.K, BT, WG_BK, CU_TENSOR_MAP_SWIZZLE_128B);
   if (e != cudaSuccess) return e;
   e = encode_2d(fn, &tm_w, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, a.q, a.N, a.K / 2, WG_BN, WG_BK / 2, CU_TENSOR_MAP_SWIZZLE_NONE);
   if (e != cudaSuccess) return e;
@@ -975,17 +970,14 @@ cudaError_t launch_prefill_sm90(const Args& a, cudaStream_t stream, int64_t tile
   if (e != cudaSuccess) return e;
   if (count <= 0) return cudaSuccess;
   if (tile0 + count > INT32_MAX / SPLIT) return cudaErrorInvalidConfiguration;
-  if (MC && (count % 2 != 0 || tile0 % 2 != 0)) return cudaErrorInvalidConfiguration;  // a launcher bug
   const cudaError_t le =
-      int4_cuda::launch_clusters(kernel, dim3((unsigned)(count * SPLIT)), dim3(WG_THREADS), L::kBytes, stream, MC ? 2 : SPLIT, tm_x,
+      int4_cuda::launch_clusters(kernel, dim3((unsigned)(count * SPLIT)), dim3(WG_THREADS), L::kBytes, stream, SPLIT, tm_x,
                                  tm_w, a.s, a.z, static_cast<uint16_t*>(a.out), a.M, a.N, a.K, a.gsh, (int)tile0);
   return le != cudaSuccess ? le : cudaGetLastError();
 }
-template <int BT, int SPLIT = 1, bool MC = false>
+template <int BT, int SPLIT = 1>
 cudaError_t launch_prefill_sm90_all(const Args& a, cudaStream_t stream) {
-  const int64_t rows = (a.N + WG_BN - 1) / WG_BN;
-  if constexpr (MC) return launch_prefill_sm90<BT, 5, 2, 1, true>(a, stream, 0, (a.M + BT - 1) / BT * ((rows + 1) / 2 * 2));
-  const int64_t tiles = (int64_t)((a.M + BT - 1) / BT) * rows;
+  const int64_t tiles = (int64_t)((a.M + BT - 1) / BT) * ((a.N + WG_BN - 1) / WG_BN);
   // Forced split variants on K < 64 SPLIT run unsplit (the policy never picks them there).
   if (SPLIT > 1 && a.K / WG_BK < SPLIT) return launch_prefill_sm90<BT, 5, 2>(a, stream, 0, tiles);
   return launch_prefill_sm90<BT, 5, 2, SPLIT>(a, stream, 0, tiles);
@@ -1006,14 +998,12 @@ cudaError_t launch_prefill_hopper(const Args& a, cudaStream_t stream) {
   const auto waves = [&](int64_t blocks) { return (double)((blocks + sms - 1) / sms); };
   constexpr double kCost128 = 0.7;
   const double c256 = waves(rows * mt256), c128 = kCost128 * waves(rows * mt128);
-  // (An even count: the multicast pairs of weight-row tiles.)
-  const int64_t big_rows = (rows * mt256 / sms) * sms / mt256 / 2 * 2;  // weight-row tiles in whole waves
+  const int64_t big_rows = (rows * mt256 / sms) * sms / mt256;  // weight-row tiles in whole waves
   const double csplit = waves(big_rows * mt256) + kCost128 * waves((rows - big_rows) * mt128);
   if (big_rows > 0 && csplit < c256 && csplit < c128) {
-    const cudaError_t e1 = launch_prefill_sm90<256, 5, 2, 1, kMulticast>(a, stream, 0, big_rows * mt256);
+    const cudaError_t e1 = launch_prefill_sm90<256, 5, 2>(a, stream, 0, big_rows * mt256);
     if (e1 != cudaSuccess) return e1;
-    return launch_prefill_sm90<128, 5, 2, 1, kMulticast>(a, stream, big_rows * mt128,
-                                                        (rows - big_rows + 1) / 2 * 2 * mt128);
+    return launch_prefill_sm90<128, 5, 2>(a, stream, big_rows * mt128, (rows - big_rows) * mt128);
   }
   // Split K over 2 blocks: a wave of clusters costs kSplitCost / 2 of a wave of whole tiles (v25:
   // a k-tile takes longer once every SM streams its tiles through L2). Splits over 4 measured slower
@@ -1023,8 +1013,7 @@ cudaError_t launch_prefill_hopper(const Args& a, cudaStream_t stream) {
   const double best = std::min(std::min(c256, c128), std::min(s256, s128));
   if (best == s256) return launch_prefill_sm90_all<256, 2>(a, stream);
   if (best == s128) return launch_prefill_sm90_all<128, 2>(a, stream);
-  return c256 <= c128 ? launch_prefill_sm90_all<256, 1, kMulticast>(a, stream)
-                      : launch_prefill_sm90_all<128, 1, kMulticast>(a, stream);
+  return c256 <= c128 ? launch_prefill_sm90_all<256>(a, stream) : launch_prefill_sm90_all<128>(a, stream);
 }
 
 // SM count of the current device, cached per device.
@@ -1137,7 +1126,7 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
       if (!xs_fits(a)) break;
       return a.K % 128 == 0 ? launch_decode<2, 1, 2, false, true, true>(a, stream, 8, true)
                             : launch_decode<2, 1, 2, false, false, true>(a, stream, 8, true);
-    case 19: case 20: case 21: case 22: case 23: case 24: case 25: case 26: case 27: {
+    case 19: case 20: case 21: case 22: case 23: case 24: case 25: {
       // Hopper prefill (any M) where available, else the default dispatch.
       bool ok = false;
       const cudaError_t e = sm90_prefill_available(a, &ok);
@@ -1150,9 +1139,7 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
         case 22: return launch_prefill_sm90_all<256, 2>(a, stream);
         case 23: return launch_prefill_sm90_all<128, 2>(a, stream);
         case 24: return launch_prefill_sm90_all<256, 4>(a, stream);
-        case 25: return launch_prefill_sm90_all<128, 4>(a, stream);
-        case 26: return launch_prefill_sm90_all<256, 1, true>(a, stream);
-        default: return launch_prefill_sm90_all<128, 1, true>(a, stream);
+        default: return launch_prefill_sm90_all<128, 4>(a, stream);
       }
     }
     case 8: return launch_prefill<4>(a, stream);

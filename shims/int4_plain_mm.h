@@ -130,8 +130,7 @@ int int4_cuda_int4_plain_mm_f32(const void* x,      /* f32   [M, K]    */
  * 32 < M <= 128 (else the default); 17 = prefill kernel with 64-token tiles, any M; 19 / 20 / 21 =
  * the Hopper prefill kernel for any M with its own tile choice / 128-token / 256-token tiles, and
  * 22 / 23 / 24 / 25 = the same with K split over clusters of blocks: 256-token tiles by 2, 128 by 2,
- * 256 by 4, 128 by 4 (unsplit where K / 64 is below the split); 26 / 27 = 256- / 128-token tiles
- * in clusters of 2 weight-row tiles sharing the activation loads; all where it is available, see
+ * 256 by 4, 128 by 4 (unsplit where K / 64 is below the split); all where it is available, see
  * above; else the default dispatch. Other values = default dispatch. */
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,

@@ -24,11 +24,6 @@
 //    each owner adds them in rank order and stores its rows. For grids under one wave of 256-token
 //    tiles (few weight rows), where the tile choice alone leaves SMs idle or falls back to the
 //    costlier 128-token tile.
-//  * Multicast (MC, notes v26): a cluster of 2 blocks takes two adjacent weight-row tiles of the same
-//    token tile; each block's TMA brings half of the activation stage and multicasts it to both, so
-//    the activations cross L2 once per pair. A slot is refilled only when both blocks are done with
-//    it: a cluster barrier, arrived at when a block's wgmmas of a tile are complete and waited on
-//    before the next refill.
 // Measured alternatives (docs/notes/int4_plain_mm.md v19-v23), none faster: the weights as the
 // register operand (wgmma RS; a warpgroup cannot dequantize while its own wgmmas are in flight,
 // since ptxas serializes wgmmas whose A registers are written meanwhile, C7513), also with the two
@@ -157,9 +152,6 @@ __device__ __forceinline__ int cluster_rank() {
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
-// The two halves of cluster_sync, for threads of a warp that reach them at different points.
-__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release;" ::: "memory"); }
-__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire;" ::: "memory"); }
 __device__ __forceinline__ void st_cluster_f4(uint32_t local_addr, int rank, float a, float b, float c, float d) {
   uint32_t remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local_addr), "r"(rank));
@@ -175,23 +167,11 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* tm,
       : "memory");
 }
 
-// 2-D TMA load multicast to the blocks of the cluster in mask (same shared-memory offset and
-// mbarrier offset in each).
-__device__ __forceinline__ void tma_load_2d_mc(uint32_t dst, const CUtensorMap* tm, int c0, int c1, uint32_t bar,
-                                               uint16_t mask) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(dst),
-      "l"(reinterpret_cast<uint64_t>(tm)), "r"(c0), "r"(c1), "r"(bar), "h"(mask)
-      : "memory");
-}
-
 // Block b computes tile tile0 + b / SPLIT (its k share when SPLIT > 1: cluster rank b % SPLIT);
 // tiles are numbered token tile fastest, so consecutive blocks share a weight-row tile (through L2)
 // and a launch over a tile range [tile0, ...) covers whole weight-row tiles when tile0 is a multiple
 // of the token-tile count. SPLIT > 1 needs a cluster of SPLIT blocks along x and K / 64 >= SPLIT.
-// MC: clusters of 2 blocks along x, tiles numbered by weight-row pair, then token tile, then the
-// pair member (tile0 a multiple of 2 x the token-tile count); tm_x's box is BT / 2 rows.
-template <int BT, int S, int NA, int SPLIT, bool MC>
+template <int BT, int S, int NA, int SPLIT>
 __global__ void __launch_bounds__(WG_THREADS, 1)
     int4_mm_prefill_sm90_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_w,
                                 const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
@@ -206,13 +186,12 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int mtiles = (M + BT - 1) / BT;
-  static_assert(!(MC && SPLIT > 1), "multicast and split K do not combine");
   const int tile = tile0 + (int)blockIdx.x / SPLIT;
-  const int m0 = MC ? ((tile >> 1) % mtiles) * BT : (tile % mtiles) * BT;
-  const int n0 = MC ? (2 * (tile / (2 * mtiles)) + (tile & 1)) * WG_BN : (tile / mtiles) * WG_BN;
-  const int rank = SPLIT > 1 || MC ? cluster_rank() : 0;
-  const int kt0 = MC ? 0 : rank * (K / WG_BK) / SPLIT;         // this block's first k-tile
-  const int KT = MC ? K / WG_BK : (rank + 1) * (K / WG_BK) / SPLIT - kt0;  // and its k-tile count (>= 1)
+  const int m0 = (tile % mtiles) * BT;
+  const int n0 = (tile / mtiles) * WG_BN;
+  const int rank = SPLIT > 1 ? cluster_rank() : 0;
+  const int kt0 = rank * (K / WG_BK) / SPLIT;         // this block's first k-tile
+  const int KT = (rank + 1) * (K / WG_BK) / SPLIT - kt0;  // and its k-tile count (>= 1)
   const int G = K >> gs_shift;
   const uint32_t bar0 = base_s + L::kBarOff;
 
@@ -222,10 +201,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
     asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tm_x)) : "memory");
     asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tm_w)) : "memory");
   }
-  if constexpr (MC)
-    cluster_sync();  // the other block's mbarriers are initialized before its first multicast lands here
-  else
-    __syncthreads();
+  __syncthreads();
   int4_cuda::pdl_wait();  // before any global access (shims/pdl.cuh)
   // The TMA issuer, computed once and kept opaque: the compiler would otherwise re-read %tid.x
   // (S2R, tens of cycles) inside the loop.
@@ -236,10 +212,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
       const int slot = kt % S;
       const uint32_t bar = bar0 + 8 * slot;
       mbar_expect_tx(bar, L::kX + L::kW);
-      if constexpr (MC)  // this block's half of the activation rows, to both blocks
-        tma_load_2d_mc(base_s + slot * L::kX + rank * (L::kX / 2), &tm_x, kt * WG_BK, m0 + rank * (BT / 2), bar, 3);
-      else
-        tma_load_2d(base_s + slot * L::kX, &tm_x, (kt0 + kt) * WG_BK, m0, bar);
+      tma_load_2d(base_s + slot * L::kX, &tm_x, (kt0 + kt) * WG_BK, m0, bar);
       tma_load_2d(base_s + L::kWOff + slot * L::kW, &tm_w, (kt0 + kt) * (WG_BK / 2), n0, bar);
     }
   };
@@ -309,17 +282,10 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
     wgmma_commit();
     // Stage kt + S - NA goes to the slot of tile kt - NA, which both warpgroups finished before the
     // last barrier (their wait_group below in the previous step); issued here, it overlaps the wait.
-    // MC: the slot is also the other block's, free once the cluster barrier phase arrived at in the
-    // previous step completes (every thread waits once per phase: the leader here, the rest below).
-    if (MC && kt > 0 && leader) cluster_wait();
     if (leader) issue(kt + S - NA);
     // This warpgroup's tile kt + 1 - NA is done, so A buffer (kt + 1) % NA is free; NA - 1 tiles
     // stay in flight while the next one is dequantized.
     wgmma_wait<NA - 1>();
-    if constexpr (MC) {
-      if (kt > 0 && !leader) cluster_wait();
-      cluster_arrive();
-    }
     if (kt + 1 < KT) {
       mbar_wait(bar0 + 8 * ((kt + 1) % S), ((kt + 1) / S) & 1);
       dequant(kt + 1, s, z);
@@ -338,7 +304,6 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
     if (++kt >= KT) break;
   }
   wgmma_wait<0>();
-  if constexpr (MC) cluster_wait();  // the last phase (both blocks are past every multicast)
   __syncthreads();  // every wgmma and TMA of this block is done: the pipeline memory becomes the output tile
 
   // Warp w holds weight rows 16 w + g and 16 w + g + 8 (warpgroup w / 4, its m64 slice (w % 4) 16).
