@@ -786,9 +786,6 @@ struct Args {
 };
 
 constexpr int kMaxDevices = 64;
-// Split-K cluster of 2: its time over half an unsplit tile's, measured on H100 (notes v25: 4096x4096
-// at M = 512 takes 56.1 us in 64 whole 256-token tiles and 36.9 us in 64 pairs).
-constexpr double kSplitCost = 1.32;
 
 // Decode launch: WK warps per block (capped at the number of 128-k iterations) splitting K; one
 // block per 16 weight rows, or (persistent) one resident wave of blocks striding over row tiles.
@@ -990,6 +987,9 @@ cudaError_t launch_prefill_sm90_all(const Args& a, cudaStream_t stream) {
 // 448 tiles are 3.4 waves of 132). Split K over a cluster of 2 blocks (v25) halves a tile's k-walk
 // and doubles its blocks: for grids that fill less than a wave.
 cudaError_t device_sms(int* sms);
+// Split-K cluster of 2: its time over half an unsplit tile's, measured on H100 (notes v25: 4096x4096
+// at M = 512 takes 56.1 us in 64 whole 256-token tiles and 36.9 us in 64 pairs).
+constexpr double kSplitCost = 1.32;
 cudaError_t launch_prefill_hopper(const Args& a, cudaStream_t stream) {
   int sms = 0;
   const cudaError_t e = device_sms(&sms);

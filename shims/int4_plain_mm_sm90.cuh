@@ -27,7 +27,9 @@
 // Measured alternatives (docs/notes/int4_plain_mm.md v19-v23), none faster: the weights as the
 // register operand (wgmma RS; a warpgroup cannot dequantize while its own wgmmas are in flight,
 // since ptxas serializes wgmmas whose A registers are written meanwhile, C7513), also with the two
-// warpgroups taking turns; dedicated producer warpgroups that dequantize for consumer warpgroups.
+// warpgroups taking turns; dedicated producer warpgroups that dequantize for consumer warpgroups;
+// (v26) activation stages multicast to a 2-block cluster of weight-row tiles, with a cluster
+// barrier per k-tile guarding the shared slots (1.5-3x slower).
 // Needs K % 64 == 0 (the launcher falls back to the mma.sync prefill otherwise).
 //
 // Only compiled for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); elsewhere the kernel body is empty and the
