@@ -987,6 +987,7 @@ cudaError_t launch_prefill_sm90_all(const Args& a, cudaStream_t stream) {
 // 448 tiles are 3.4 waves of 132). Split K over a cluster of 2 blocks (v25) halves a tile's k-walk
 // and doubles its blocks: for grids that fill less than a wave.
 cudaError_t device_sms(int* sms);
+constexpr int kHopperMinM = 48;  // with K >= 2048 (launch_variant)
 // Split-K cluster of 2: its time over half an unsplit tile's, measured on H100 (notes v25: 4096x4096
 // at M = 512 takes 56.1 us in 64 whole 256-token tiles and 36.9 us in 64 pairs).
 constexpr double kSplitCost = 1.32;
@@ -1158,11 +1159,13 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
                           : launch_decode<1, 1, 3, false, false, true>(a, stream, 8, true));
     return a.M <= 8 ? launch_registers<1, false>(a, p, stream) : launch_registers<2, false>(a, p, stream);
   }
-  // Hopper: the wgmma kernel (int4_plain_mm_sm90.cuh) for M > 64. With K >= 2048 it beats the token
-  // chunks too (H100, notes v22: M = 128 4096x4096 53.8 -> 41.4 us, 4096x14336 162 -> 140); with
-  // SmolLM2's K = 576 / 1536 the chunks stay faster (128-token prefill 73k vs 57k tok/s end to end).
+  // Hopper: the wgmma kernel (int4_plain_mm_sm90.cuh) for M > 64, and from M > kHopperMinM where
+  // K >= 2048. There it beats the token chunks and 64-token tiles too (H100, notes v22, v25: M = 128
+  // 4096x4096 53.8 -> 24.8 us, 4096x14336 162 -> 78; M = 64 6144x4096 40.6 -> 25.4, 4096x4096 27.3
+  // -> 24.6, 28672x4096 94.2 -> 89.4; but at M = 33 4096x14336 67.3 -> 74.4); with SmolLM2's
+  // K = 576 / 1536 the chunks stay faster (128-token prefill 73k vs 57k tok/s end to end).
   bool hopper = false;
-  if (variant == 0 && a.M > 64) {
+  if (variant == 0 && a.M > kHopperMinM) {
     const cudaError_t e = sm90_prefill_available(a, &hopper);
     if (e != cudaSuccess) return e;
     if (hopper && a.K >= 2048) return launch_prefill_hopper(a, stream);
@@ -1177,7 +1180,7 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
   // (H100, notes v17: 28672x4096 M = 33/64 126.1/129.9 -> 92.7/94.8 us; at M = 512 64-token tiles
   // are 10-27 % slower).
   if (variant == 0 && a.M <= 64) return launch_prefill<kPrefillStages, false, 64>(a, stream);
-  if (hopper) return launch_prefill_hopper(a, stream);  // M > 64 (1.7-2.0x the mma.sync kernel at M = 512)
+  if (hopper && a.M > 64) return launch_prefill_hopper(a, stream);  // 1.7-2.0x the mma.sync kernel at M = 512
   return launch_prefill(a, stream);
 }
 

@@ -50,11 +50,12 @@
  *   have fewer blocks than SMs (few rows)     each; the chunks share the weight reads through L2).
  *   otherwise                            : prefill kernel, tiled tensor-core GEMM with the dequant
  *                                          fused in its main loop (64-token tiles for M <= 64).
- *   M > 64 on a compute-capability 9.0   : instead of the prefill kernel (and of the token chunks
- *   GPU (H100/H200), K % 64 == 0, in a     when K >= 2048), the Hopper prefill kernel
- *   library built with sm_90a              (int4_plain_mm_sm90.cuh: wgmma on TMA-fed shared memory,
- *                                          the weights dequantized into it by the same block; 128-
- *                                          or 256-token tiles, chosen by whole waves of SMs). Same
+ *   M > 64 (M > 48 when K >= 2048) on a  : instead of the prefill kernel (and of the token chunks
+ *   compute-capability 9.0 GPU (H100/      when K >= 2048), the Hopper prefill kernel
+ *   H200), K % 64 == 0, in a library       (int4_plain_mm_sm90.cuh: wgmma on TMA-fed shared memory,
+ *   built with sm_90a                      the weights dequantized into it by the same block; 128-
+ *                                          or 256-token tiles, chosen by whole waves of SMs, K split
+ *                                          over 2-block clusters for grids under a wave). Same
  *                                          numerics as above.
  *
  * Error handling: every argument is checked on the host BEFORE any CUDA call, in the order of the
