@@ -28,8 +28,8 @@
 // register operand (wgmma RS; a warpgroup cannot dequantize while its own wgmmas are in flight,
 // since ptxas serializes wgmmas whose A registers are written meanwhile, C7513), also with the two
 // warpgroups taking turns; dedicated producer warpgroups that dequantize for consumer warpgroups;
-// (v26) activation stages multicast to a 2-block cluster of weight-row tiles, with a cluster
-// barrier per k-tile guarding the shared slots (1.5-3x slower).
+// (v26) activation stages multicast to a 2-block cluster of weight-row tiles, its slots guarded by
+// a cluster barrier per k-tile or by a producer warp with empty/full mbarriers (1.7-3x slower).
 // Needs K % 64 == 0 (the launcher falls back to the mma.sync prefill otherwise).
 //
 // Only compiled for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); elsewhere the kernel body is empty and the
