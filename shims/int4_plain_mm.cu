@@ -1009,8 +1009,9 @@ cudaError_t launch_prefill_hopper(const Args& a, cudaStream_t stream) {
   // Split K over 2 blocks: a wave of clusters costs kSplitCost / 2 of a wave of whole tiles (v25:
   // a k-tile takes longer once every SM streams its tiles through L2). Splits over 4 measured slower
   // than over 2 everywhere (variants 24, 25).
-  const double s256 = a.K / WG_BK >= 4 ? kSplitCost * waves(rows * mt256 * 2) / 2 : 1e30;
-  const double s128 = a.K / WG_BK >= 4 ? kSplitCost * kCost128 * waves(rows * mt128 * 2) / 2 : 1e30;
+  const bool can_split = a.K / WG_BK >= 4;  // at least 2 k-tiles per block
+  const double s256 = can_split ? kSplitCost * waves(rows * mt256 * 2) / 2 : 1e30;
+  const double s128 = can_split ? kSplitCost * kCost128 * waves(rows * mt128 * 2) / 2 : 1e30;
   const double best = std::min(std::min(c256, c128), std::min(s256, s128));
   if (best == s256) return launch_prefill_sm90_all<256, 2>(a, stream);
   if (best == s128) return launch_prefill_sm90_all<128, 2>(a, stream);
