@@ -45,7 +45,9 @@ SM90_VARIANTS = ((19, "sm90 policy"), (20, "sm90 BT128"), (21, "sm90 BT256"), (2
 F32_VARIANTS = {13: "XS persistent", 14: "XS block/tile", 15: "XS U2 persistent", 9: "prefill kernel", 16: "decode kernel, token chunks",
                 17: "prefill kernel, BM 64", 18: "no XS (x split per lane)"}
 # The W4A8 experiment (shims/int4_plain_mm_w4a8.cuh; M = 1, int8 activations): its variants against the default.
-W4A8_VARIANTS = {26: "W4A8 persistent", 27: "W4A8 block/tile", 28: "W4A8 persistent 4/SM", 29: "W4A8 U2 persistent", 30: "W4A8 U2 block/tile"}
+W4A8_VARIANTS = {26: "W4A8 persistent", 27: "W4A8 block/tile", 28: "W4A8 persistent 4/SM", 29: "W4A8 U2 persistent 3/SM", 30: "W4A8 U4 persistent 2/SM"}
+# bf16 activations, exact weights, scales applied after the MMA per 32-k chunk (same section).
+SA_VARIANTS = {31: "SA persistent", 32: "SA block/tile", 33: "SA U2 block/tile"}
 DECODE_VARIANTS = {4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent", 13: "XS U1 persistent", 14: "XS U1 block/tile", 15: "XS U2 persistent"}
 
 
@@ -314,13 +316,16 @@ def main():
             t0 = time_ours(lib, case, 1, check=False)[0]
             r = dict(N=N, K=K, gs=gs, bf16_us=t0, bf16_pct=100 * byts / t0 / 1e3 / copy_bw,
                      sqnr_bf16={d: w4a8_sqnr(lib, case, 0, d) for d in ("normal", "heavy")})
-            for v in W4A8_VARIANTS:
+            for v in list(W4A8_VARIANTS) + list(SA_VARIANTS):
                 r[v] = time_ours(lib, case, 1, variant=v, check=False)[0]
+            sa = min(SA_VARIANTS, key=lambda v: r[v])
+            r.update(sa_best=sa, sqnr_sa={d: w4a8_sqnr(lib, case, sa, d) for d in ("normal", "heavy")})
             best = min(W4A8_VARIANTS, key=lambda v: r[v])
             r.update(best=best, best_us=r[best], best_pct=100 * byts / r[best] / 1e3 / copy_bw,
                      sqnr_w4a8={d: w4a8_sqnr(lib, case, best, d) for d in ("normal", "heavy")})
             w4a8_rows.append(r)
-            print(f"w4a8     {N:>6}x{K:<6} gs={gs:<3} bf16 {t0:8.2f} us " + " ".join(f"v{v} {r[v]:8.2f}" for v in W4A8_VARIANTS) +
+            print(f"w4a8     {N:>6}x{K:<6} gs={gs:<3} bf16 {t0:8.2f} us " + " ".join(f"v{v} {r[v]:8.2f}" for v in list(W4A8_VARIANTS) + list(SA_VARIANTS)) +
+                  f" SA SQNR {r['sqnr_sa']['normal']:.1f}/{r['sqnr_sa']['heavy']:.1f}" +
                   f" SQNR bf16 {r['sqnr_bf16']['normal']:.1f}/{r['sqnr_bf16']['heavy']:.1f} w4a8 "
                   f"{r['sqnr_w4a8']['normal']:.1f}/{r['sqnr_w4a8']['heavy']:.1f} dB", flush=True)
             continue
@@ -428,7 +433,8 @@ def main():
     for r in w4a8_rows:
         print(f"w4a8 {r['N']:>6}x{r['K']:<6} gs {r['gs']:>3} bf16 {r['bf16_us']:8.2f} us ({r['bf16_pct']:5.1f}%) W4A8 v{r['best']} "
               f"{r['best_us']:8.2f} us ({r['best_pct']:5.1f}%) = {r['best_us'] / r['bf16_us']:.2f}x  SQNR "
-              f"{r['sqnr_bf16']['normal']:.1f}->{r['sqnr_w4a8']['normal']:.1f} / {r['sqnr_bf16']['heavy']:.1f}->{r['sqnr_w4a8']['heavy']:.1f} dB")
+              f"{r['sqnr_bf16']['normal']:.1f}->{r['sqnr_w4a8']['normal']:.1f} / {r['sqnr_bf16']['heavy']:.1f}->{r['sqnr_w4a8']['heavy']:.1f} dB"
+              f" | SA v{r['sa_best']} {r[r['sa_best']]:8.2f} us = {r[r['sa_best']] / r['bf16_us']:.2f}x SQNR {r['sqnr_sa']['normal']:.1f}")
     bad = [r for r in rows if not (r["relerr"] <= 1e-2)] + [r for r in f32_rows if not (r["relerr"] <= 1e-4)]
     if bad:
         print(f"WARNING: {len(bad)} rows with rel err > 1e-2")

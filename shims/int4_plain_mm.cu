@@ -1088,17 +1088,20 @@ cudaError_t launch_registers(const Args& a, const DecodePolicy& p, cudaStream_t 
 // W4A8 decode (int4_plain_mm_w4a8.cuh; variants 26 / 27 only): persistent blocks / one block per
 // row tile. Its shared memory holds the block's quantized activations, 48 bytes per 32 k.
 constexpr size_t kW4A8MaxSmem = 160 * 1024;
-size_t w4a8_smem_bytes(const Args& a) {
+size_t w4a8_smem_bytes(const Args& a, bool i8) {
   const int ki = (a.K + 127) / 128, wk = std::min(8, ki), per_warp = (ki + wk - 1) / wk;
-  return (size_t)wk * per_warp * 4 * (32 + sizeof(W4A8Chunk));
+  return (size_t)wk * per_warp * 4 * (i8 ? 32 + sizeof(W4A8Chunk) : 64 + sizeof(float2));
 }
-bool w4a8_fits(const Args& a) { return a.M == 1 && w4a8_smem_bytes(a) <= kW4A8MaxSmem; }
+bool w4a8_fits(const Args& a) { return a.M == 1 && w4a8_smem_bytes(a, false) <= kW4A8MaxSmem; }
 // MINB 3 fits the kernel in 80 registers without spills; MINB 4 (64 registers) spills ~40 bytes.
-template <int U, int MINB>
+template <int U, int MINB, bool I8 = true>
 cudaError_t launch_w4a8(const Args& a, cudaStream_t stream, bool persistent) {
-  auto kernel = int4_mm_w4a8_kernel<U, MINB>;
+  auto kernel = int4_mm_w4a8_kernel<U, MINB, I8>;
   const int ki = (a.K + 127) / 128, wk = std::min(8, ki), tiles = (a.N + 15) / 16;
-  const size_t smem = w4a8_smem_bytes(a);
+  const size_t smem = w4a8_smem_bytes(a, I8);
+  // gs 32: a lane's two groups' scales (and zeros) are one aligned 32-bit word when G is even.
+  const bool pairs32 = (a.K >> a.gsh) % 2 == 0 && reinterpret_cast<uintptr_t>(a.s) % 4 == 0 &&
+                       reinterpret_cast<uintptr_t>(a.z) % 4 == 0;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kW4A8MaxSmem);
   if (e != cudaSuccess) return e;
   int grid = tiles;
@@ -1111,7 +1114,7 @@ cudaError_t launch_w4a8(const Args& a, cudaStream_t stream, bool persistent) {
   }
   const cudaError_t le = int4_cuda::launch(kernel, dim3(grid), dim3(wk * 32), smem, stream,
                                            static_cast<const uint16_t*>(a.x), a.q, a.s, a.z,
-                                           static_cast<uint16_t*>(a.out), a.N, a.K, a.gsh);
+                                           static_cast<uint16_t*>(a.out), a.N, a.K, a.gsh, pairs32);
   return le != cudaSuccess ? le : cudaGetLastError();
 }
 
@@ -1179,8 +1182,13 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
     case 26: case 27: case 28: case 29: case 30:  // W4A8 (M = 1), see int4_plain_mm.h
       if (!w4a8_fits(a)) break;
       if (variant == 28) return launch_w4a8<1, 4>(a, stream, true);
-      if (variant >= 29) return launch_w4a8<2, 2>(a, stream, variant == 29);
+      if (variant == 29) return launch_w4a8<2, 3>(a, stream, true);
+      if (variant == 30) return launch_w4a8<4, 2>(a, stream, true);
       return launch_w4a8<1, 3>(a, stream, variant == 26);
+    case 31: case 32: case 33:  // scale-after bf16 decode (M = 1): persistent / block per tile / U2 block per tile
+      if (!w4a8_fits(a)) break;
+      if (variant == 33) return launch_w4a8<2, 2, false>(a, stream, false);
+      return launch_w4a8<1, 3, false>(a, stream, variant == 31);
     case 8: return launch_prefill<4>(a, stream);
     case 9: return launch_prefill(a, stream);
     case 17: return launch_prefill<kPrefillStages, false, 64>(a, stream);

@@ -48,6 +48,8 @@ __device__ __forceinline__ void imma_16832(int (&d)[4], uint32_t a0, uint32_t a1
 
 __device__ __forceinline__ float bf16_bits_to_f32(uint32_t b) { return __uint_as_float(b << 16); }
 
+__device__ __forceinline__ uint32_t ld_nc_u32(const uint16_t* p) { return __ldg(reinterpret_cast<const unsigned int*>(p)); }
+
 // Four int8 (low byte first) from four ints already in [-127, 127].
 __device__ __forceinline__ uint32_t pack_s8x4(int a, int b, int c, int d) {
   return (uint32_t)(a & 0xFF) | ((uint32_t)(b & 0xFF) << 8) | ((uint32_t)(c & 0xFF) << 16) | ((uint32_t)d << 24);
@@ -57,18 +59,18 @@ __device__ __forceinline__ uint32_t pack_s8x4(int a, int b, int c, int d) {
 template <int U>
 struct W4A8Batch {
   uint4 w0[U], w1[U];         // rows g, g + 8: chunk t
-  uint32_t s[U][4], z[U][4];  // [row g chunk 2t, row g chunk 2t+1, row g+8 chunk 2t, row g+8 chunk 2t+1]
+  uint32_t sz[U][4];          // scale and zero, rows g and g + 8: {s g, z g, s g+8, z g+8}, chunks (ca, cb)
 };
 
 // Block: WK warps on 16 weight rows, as the decode kernel. Dynamic shared memory: the quantized
 // activations of the block's k-range, uint8 [chunk][32] in B order (per chunk: for j = 0..3, the
 // bytes k 8j + {0, 2, 4, 6} then 8j + {1, 3, 5, 7}), then W4A8Chunk [chunk]; chunk = 4 it + t over
 // the block's iterations (warp w's first at 4 w per_warp).
-template <int U, int MINB>
+template <int U, int MINB, bool I8>
 __global__ void __launch_bounds__(256, MINB)
     int4_mm_w4a8_kernel(const uint16_t* __restrict__ x, const uint8_t* __restrict__ q,
                         const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
-                        uint16_t* __restrict__ out, int N, int K, int gs_shift) {
+                        uint16_t* __restrict__ out, int N, int K, int gs_shift, bool pairs32) {
   int4_cuda::pdl_wait();
   const int WK = blockDim.x >> 5;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -82,12 +84,15 @@ __global__ void __launch_bounds__(256, MINB)
 
   extern __shared__ uint4 w4a8_smem[];
   const int block_chunks = WK * per_warp * 4;
-  uint4* xq = w4a8_smem + (int64_t)warp * per_warp * 4 * 2;  // 2 uint4 per chunk
-  const W4A8Chunk* cst_all = reinterpret_cast<const W4A8Chunk*>(w4a8_smem + block_chunks * 2);
-  W4A8Chunk* cst = reinterpret_cast<W4A8Chunk*>(w4a8_smem + block_chunks * 2) + warp * per_warp * 4;
+  constexpr int kXU4 = I8 ? 2 : 4;  // uint4 of activations per chunk
+  uint4* xq = w4a8_smem + (int64_t)warp * per_warp * 4 * kXU4;
+  const W4A8Chunk* cst_all = reinterpret_cast<const W4A8Chunk*>(w4a8_smem + block_chunks * kXU4);
+  W4A8Chunk* cst = reinterpret_cast<W4A8Chunk*>(w4a8_smem + block_chunks * kXU4) + warp * per_warp * 4;
+  const float2* sum_all = reinterpret_cast<const float2*>(w4a8_smem + block_chunks * kXU4);  // bf16: {sum x, -136 sum x}
+  float2* sums = reinterpret_cast<float2*>(w4a8_smem + block_chunks * kXU4) + warp * per_warp * 4;
 
-  // Quantize this warp's chunks: 4 lanes per chunk, lane part p = lane % 4 takes k 8p..8p+7 (word
-  // j = p of the B order).
+  // Stage this warp's chunks: 4 lanes per chunk, lane part p = lane % 4 takes k 8p..8p+7 (I8: word
+  // j = p of the B order; bf16: word i = p, in the decode kernel's B-fragment order).
   {
     const int p = lane & 3;
     const int units = max(0, it_end - it_begin) * 4;
@@ -111,6 +116,13 @@ __global__ void __launch_bounds__(256, MINB)
       for (int o = 1; o <= 2; o <<= 1) {
         amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
         sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o);
+      }
+      if constexpr (!I8) {
+        if (c < units) {
+          xq[c * 4 + p] = b_fragment(v);
+          if (p == 0) sums[c] = make_float2(sum, -136.f * sum);
+        }
+        continue;
       }
       // fmaxf drops NaN and amax = inf gives inv = 0: the sum is the witness of a non-finite x.
       const bool finite = isfinite(sum);
@@ -162,20 +174,24 @@ __global__ void __launch_bounds__(256, MINB)
     const int ka = it * 128 + ca * 32, kc = ka + 32;
     const int ga = ka >> gs_shift, gb = kc >> gs_shift;
     const bool va = t < 2 && it < it_end && ka < K, vb = t < 2 && it < it_end && kc < K;
-    b.s[u][0] = va ? ld_nc_u16(s0p + ga) : 0;
-    b.z[u][0] = va ? ld_nc_u16(z0p + ga) : 0;
-    b.s[u][2] = va ? ld_nc_u16(s1p + ga) : 0;
-    b.z[u][2] = va ? ld_nc_u16(z1p + ga) : 0;
-    if (gs_shift == 5) {
-      b.s[u][1] = vb ? ld_nc_u16(s0p + gb) : 0;
-      b.z[u][1] = vb ? ld_nc_u16(z0p + gb) : 0;
-      b.s[u][3] = vb ? ld_nc_u16(s1p + gb) : 0;
-      b.z[u][3] = vb ? ld_nc_u16(z1p + gb) : 0;
-    } else {  // both chunks in one group
-      b.s[u][1] = vb ? b.s[u][0] : 0;
-      b.z[u][1] = vb ? b.z[u][0] : 0;
-      b.s[u][3] = vb ? b.s[u][2] : 0;
-      b.z[u][3] = vb ? b.z[u][2] : 0;
+    // Scale and zero of chunks ca and cb as bf16 pairs (low half: ca). gs 32 with 4-byte aligned
+    // pairs (even G, aligned bases: the launcher's pairs32): one 32-bit load each; gs >= 64: one
+    // group for both chunks, one 16-bit load, duplicated at use.
+    if (gs_shift == 5 && pairs32) {
+      b.sz[u][0] = va ? ld_nc_u32(s0p + ga) : 0;
+      b.sz[u][1] = va ? ld_nc_u32(z0p + ga) : 0;
+      b.sz[u][2] = va ? ld_nc_u32(s1p + ga) : 0;
+      b.sz[u][3] = va ? ld_nc_u32(z1p + ga) : 0;
+    } else if (gs_shift == 5) {  // not 4-byte aligned: two loads, joined here (waits for them)
+      b.sz[u][0] = va ? ld_nc_u16(s0p + ga) | (vb ? ld_nc_u16(s0p + gb) << 16 : 0) : 0;
+      b.sz[u][1] = va ? ld_nc_u16(z0p + ga) | (vb ? ld_nc_u16(z0p + gb) << 16 : 0) : 0;
+      b.sz[u][2] = va ? ld_nc_u16(s1p + ga) | (vb ? ld_nc_u16(s1p + gb) << 16 : 0) : 0;
+      b.sz[u][3] = va ? ld_nc_u16(z1p + ga) | (vb ? ld_nc_u16(z1p + gb) << 16 : 0) : 0;
+    } else {
+      b.sz[u][0] = va ? ld_nc_u16(s0p + ga) : 0;
+      b.sz[u][1] = va ? ld_nc_u16(z0p + ga) : 0;
+      b.sz[u][2] = va ? ld_nc_u16(s1p + ga) : 0;
+      b.sz[u][3] = va ? ld_nc_u16(z1p + ga) : 0;
     }
    }
   };
@@ -187,29 +203,58 @@ __global__ void __launch_bounds__(256, MINB)
     const int it = itb + u;
     if (it >= it_end) break;
     const int il = it - it_begin;
-    uint4 bx0 = make_uint4(0, 0, 0, 0), bx1 = bx0;
-    if (diag) {
-      bx0 = xq[(il * 4 + t) * 2];
-      bx1 = xq[(il * 4 + t) * 2 + 1];
-    }
-    const uint32_t bj[8] = {bx0.x, bx0.y, bx0.z, bx0.w, bx1.x, bx1.y, bx1.z, bx1.w};
     const uint32_t wa[4] = {b.w0[u].x, b.w0[u].y, b.w0[u].z, b.w0[u].w};
     const uint32_t wb[4] = {b.w1[u].x, b.w1[u].y, b.w1[u].z, b.w1[u].w};
-    int d[4] = {0, 0, 0, 0};
+    // bf16 pair -> f32 of chunk ca (low half) and cb (high half; gs >= 64: the same group).
+    const auto lo = [](uint32_t v) { return __uint_as_float(v << 16); };
+    const auto hi = [&](uint32_t v) { return __uint_as_float(gs_shift == 5 ? v & 0xFFFF0000u : v << 16); };
+    float pa, pb, pc, pd;  // sum over chunk (ca row g, cb row g, ca row g+8, cb row g+8) of (u - 8) x
+    float sxa, sxb;        // sum x of chunks ca, cb
+    if constexpr (I8) {
+      uint4 bx0 = make_uint4(0, 0, 0, 0), bx1 = bx0;
+      if (diag) {
+        bx0 = xq[(il * 4 + t) * 2];
+        bx1 = xq[(il * 4 + t) * 2 + 1];
+      }
+      const uint32_t bj[8] = {bx0.x, bx0.y, bx0.z, bx0.w, bx1.x, bx1.y, bx1.z, bx1.w};
+      int d[4] = {0, 0, 0, 0};
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
-      imma_16832(d, wa[j] & 0x0F0F0F0Fu, wb[j] & 0x0F0F0F0Fu, (wa[j] >> 4) & 0x0F0F0F0Fu, (wb[j] >> 4) & 0x0F0F0F0Fu,
-                 bj[2 * j], bj[2 * j + 1]);
-    const W4A8Chunk A = cst_all[warp * per_warp * 4 + il * 4 + ca];
-    const W4A8Chunk B = cst_all[warp * per_warp * 4 + il * 4 + cb];
-    acc0 = fmaf(bf16_bits_to_f32(b.s[u][0]), A.sx * (float)(d[0] - A.bias8), acc0);
-    acc0 = fmaf(bf16_bits_to_f32(b.z[u][0]), A.sumx, acc0);
-    acc0 = fmaf(bf16_bits_to_f32(b.s[u][1]), B.sx * (float)(d[1] - B.bias8), acc0);
-    acc0 = fmaf(bf16_bits_to_f32(b.z[u][1]), B.sumx, acc0);
-    acc1 = fmaf(bf16_bits_to_f32(b.s[u][2]), A.sx * (float)(d[2] - A.bias8), acc1);
-    acc1 = fmaf(bf16_bits_to_f32(b.z[u][2]), A.sumx, acc1);
-    acc1 = fmaf(bf16_bits_to_f32(b.s[u][3]), B.sx * (float)(d[3] - B.bias8), acc1);
-    acc1 = fmaf(bf16_bits_to_f32(b.z[u][3]), B.sumx, acc1);
+      for (int j = 0; j < 4; ++j)
+        imma_16832(d, wa[j] & 0x0F0F0F0Fu, wb[j] & 0x0F0F0F0Fu, (wa[j] >> 4) & 0x0F0F0F0Fu, (wb[j] >> 4) & 0x0F0F0F0Fu,
+                   bj[2 * j], bj[2 * j + 1]);
+      const W4A8Chunk A = cst_all[warp * per_warp * 4 + il * 4 + ca];
+      const W4A8Chunk B = cst_all[warp * per_warp * 4 + il * 4 + cb];
+      pa = A.sx * (float)(d[0] - A.bias8), pb = B.sx * (float)(d[1] - B.bias8);
+      pc = A.sx * (float)(d[2] - A.bias8), pd = B.sx * (float)(d[3] - B.bias8);
+      sxa = A.sumx, sxb = B.sumx;
+    } else {
+      // Exact weights 128 + u (one lop3 per pair), the MMA sums (128 + u) x per chunk in f32, and
+      // -136 sum x takes the bias off.
+      float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint4 bv = diag ? xq[(il * 4 + t) * 4 + i] : make_uint4(0, 0, 0, 0);
+        uint32_t ra[4], rb[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          ra[j] = nib_to_bf16x2_biased(j == 0 ? wa[i] : wa[i] >> (4 * j));
+          rb[j] = nib_to_bf16x2_biased(j == 0 ? wb[i] : wb[i] >> (4 * j));
+        }
+        mma_16816(d, ra[0], rb[0], ra[1], rb[1], bv.x, bv.y);
+        mma_16816(d, ra[2], rb[2], ra[3], rb[3], bv.z, bv.w);
+      }
+      const float4 S = reinterpret_cast<const float4*>(sum_all)[(warp * per_warp * 4 + il * 4 + ca) >> 1];
+      pa = d[0] + S.y, pb = d[1] + S.w, pc = d[2] + S.y, pd = d[3] + S.w;
+      sxa = S.x, sxb = S.z;
+    }
+    acc0 = fmaf(lo(b.sz[u][0]), pa, acc0);
+    acc0 = fmaf(lo(b.sz[u][1]), sxa, acc0);
+    acc0 = fmaf(hi(b.sz[u][0]), pb, acc0);
+    acc0 = fmaf(hi(b.sz[u][1]), sxb, acc0);
+    acc1 = fmaf(lo(b.sz[u][2]), pc, acc1);
+    acc1 = fmaf(lo(b.sz[u][3]), sxa, acc1);
+    acc1 = fmaf(hi(b.sz[u][2]), pd, acc1);
+    acc1 = fmaf(hi(b.sz[u][3]), sxb, acc1);
    }
   };
 

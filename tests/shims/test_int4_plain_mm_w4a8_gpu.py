@@ -120,3 +120,23 @@ def test_w4a8_nonfinite_x_gives_nan(shims_lib, dev, variant, bad):
 def test_w4a8_variant_is_m1_only(shims_lib, dev, variant, M):
     """For M > 1 the variant number takes the default dispatch (bf16 numerics)."""
     check(shims_lib, M, 1000, 1536, 32, dev, variant=variant)
+
+
+SA_VARIANTS = [31, 32, 33]  # bf16 x, exact weights, scales after the MMA (M = 1)
+
+
+@pytest.mark.parametrize("variant", SA_VARIANTS)
+@pytest.mark.parametrize("N,K,gs", SHAPES)
+def test_scale_after_matches_float64(shims_lib, dev, variant, N, K, gs):
+    """Exact weights: every output within one bf16 ulp (plus the f32 error on cancelling sums) of the
+    float64 reference on the bf16 x."""
+    x, qdata, scale, zero = make_inputs(1, N, K, gs, dev, seed=N * 37 + K + gs + variant)
+    o = torch.full((1, N), float("nan"), device=dev, dtype=torch.bfloat16)
+    run(shims_lib, x, qdata, scale, zero, o, 1, N, K, gs, variant)
+    o = o.double()
+    assert not torch.isnan(o).any(), f"{int(torch.isnan(o).sum())} output elements not written"
+    ref = reference(x, qdata, scale, zero, gs)
+    ulp = torch.exp2(torch.floor(torch.log2(ref.abs().clamp_min(1e-30))) - 7)
+    atol = 1e-5 * ref.abs().max()
+    bad = ((o - ref).abs() > ulp + atol).sum().item()
+    assert bad == 0, f"{bad} of {N} outputs more than one bf16 ulp from float64"
