@@ -44,10 +44,6 @@ SM90_VARIANTS = ((19, "sm90 policy"), (20, "sm90 BT128"), (21, "sm90 BT256"), (2
                  (24, "sm90 BT256 split 4"), (25, "sm90 BT128 split 4"))
 F32_VARIANTS = {13: "XS persistent", 14: "XS block/tile", 15: "XS U2 persistent", 9: "prefill kernel", 16: "decode kernel, token chunks",
                 17: "prefill kernel, BM 64", 18: "no XS (x split per lane)"}
-# The W4A8 experiment (shims/int4_plain_mm_w4a8.cuh; M = 1, int8 activations): its variants against the default.
-W4A8_VARIANTS = {26: "W4A8 persistent", 27: "W4A8 block/tile", 28: "W4A8 persistent 4/SM", 29: "W4A8 U2 persistent 3/SM", 30: "W4A8 U4 persistent 2/SM"}
-# bf16 activations, exact weights, scales applied after the MMA per 32-k chunk (same section).
-SA_VARIANTS = {31: "SA persistent", 32: "SA block/tile", 33: "SA U2 block/tile"}
 DECODE_VARIANTS = {4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent", 13: "XS U1 persistent", 14: "XS U1 block/tile", 15: "XS U2 persistent"}
 
 
@@ -183,31 +179,6 @@ def time_ours(lib, case, M, variant=0, check=True, f32=False):
     return t, err
 
 
-def activation(K, dist, gen):
-    """One row of activations: "normal", or "heavy" (a normal times a log-normal, like the outlier
-    channels of real LLM activations)."""
-    x = torch.randn(1, K, device=DEV, generator=gen)
-    if dist == "heavy":
-        x = x * torch.exp(1.5 * torch.randn(1, K, device=DEV, generator=gen))
-    return x.to(torch.bfloat16)
-
-
-def w4a8_sqnr(lib, case, variant, dist):
-    """SQNR (dB) of one M = 1 call against float64 on the bf16 x and bf16-dequantized weight."""
-    N, K, gs = case.N, case.K, case.gs
-    x = activation(K, dist, torch.Generator(device=DEV).manual_seed(1234))
-    out = torch.full((1, N), float("nan"), device=DEV, dtype=torch.bfloat16)
-    q, sc, z = case.q[0], case.s[0], case.z[0]
-    rc = lib.int4_cuda_int4_plain_mm_variant(x.data_ptr(), q.data_ptr(), sc.data_ptr(), z.data_ptr(), out.data_ptr(),
-                                             1, N, K, gs, torch.cuda.current_stream().cuda_stream, variant)
-    torch.cuda.synchronize()
-    if rc != 0:
-        raise RuntimeError(f"rc={rc} {lib.int4_cuda_status_string(rc).decode()}")
-    ref = x.double() @ dequant_bf16(q, sc, z, gs).double().t()
-    err = torch.linalg.norm(out.double() - ref).item()
-    return float("inf") if err == 0 else 20 * math.log10(torch.linalg.norm(ref).item() / err)
-
-
 def time_tinygemm(case, M):
     N, K, gs = case.N, case.K, case.gs
     x = torch.randn(M, K, device=DEV).to(torch.bfloat16)
@@ -299,10 +270,8 @@ def main():
             plan.append(("prefill", N, K, 512, 128))
     if "f32" in sections:
         plan += [("f32", N, K, M, 32) for N, K, M in F32_PLAN]
-    if "w4a8" in sections:
-        plan += [("w4a8", N, K, 1, gs) for gs in (32, 128) for N, K in DECODE_SHAPES + [(3072, 576), (49152, 576)] if K % gs == 0]
 
-    rows, vrows, f32_rows, w4a8_rows = [], [], [], []
+    rows, vrows, f32_rows = [], [], []
     cases = {}
     for sec, N, K, M, gs in plan:
         key = (N, K, gs)
@@ -311,24 +280,6 @@ def main():
             torch.cuda.empty_cache()
             cases[key] = Case(N, K, gs)
         case = cases[key]
-        if sec == "w4a8":
-            byts = int4_bytes(N, K, gs) + (K + N) * 2
-            t0 = time_ours(lib, case, 1, check=False)[0]
-            r = dict(N=N, K=K, gs=gs, bf16_us=t0, bf16_pct=100 * byts / t0 / 1e3 / copy_bw,
-                     sqnr_bf16={d: w4a8_sqnr(lib, case, 0, d) for d in ("normal", "heavy")})
-            for v in list(W4A8_VARIANTS) + list(SA_VARIANTS):
-                r[v] = time_ours(lib, case, 1, variant=v, check=False)[0]
-            sa = min(SA_VARIANTS, key=lambda v: r[v])
-            r.update(sa_best=sa, sqnr_sa={d: w4a8_sqnr(lib, case, sa, d) for d in ("normal", "heavy")})
-            best = min(W4A8_VARIANTS, key=lambda v: r[v])
-            r.update(best=best, best_us=r[best], best_pct=100 * byts / r[best] / 1e3 / copy_bw,
-                     sqnr_w4a8={d: w4a8_sqnr(lib, case, best, d) for d in ("normal", "heavy")})
-            w4a8_rows.append(r)
-            print(f"w4a8     {N:>6}x{K:<6} gs={gs:<3} bf16 {t0:8.2f} us " + " ".join(f"v{v} {r[v]:8.2f}" for v in list(W4A8_VARIANTS) + list(SA_VARIANTS)) +
-                  f" SA SQNR {r['sqnr_sa']['normal']:.1f}/{r['sqnr_sa']['heavy']:.1f}" +
-                  f" SQNR bf16 {r['sqnr_bf16']['normal']:.1f}/{r['sqnr_bf16']['heavy']:.1f} w4a8 "
-                  f"{r['sqnr_w4a8']['normal']:.1f}/{r['sqnr_w4a8']['heavy']:.1f} dB", flush=True)
-            continue
         f32 = sec == "f32"
         t, err = time_ours(lib, case, M, f32=f32)
         byts = int4_bytes(N, K, gs) + (M * K + M * N) * (4 if f32 else 2)
@@ -404,23 +355,12 @@ def main():
         for r in f32_rows:
             lines.append(f"| {r['N']}×{r['K']} | {r['M']} | {r['us']:.2f} | {r['pct_copy']:.1f} | {r['bf16_us']:.2f} | "
                          f"{r['us'] / r['bf16_us']:.2f} | {r['relerr']:.1e} |")
-    if w4a8_rows:
-        lines += ["", "## W4A8 experiment (variants 26-28, M = 1): int8 activations per 32 k", "",
-                  "SQNR of one call against float64 on the bf16 x and bf16 weight, for normal and heavy-tailed "
-                  "(normal × log-normal) x; % of copy as above (x and out at 2 bytes).", "",
-                  "| shape N×K | gs | bf16 µs | % of copy | W4A8 µs (26 / 27 / 28 / 29 / 30) | best ÷ bf16 time | best % of copy | "
-                  "SQNR bf16 normal / heavy | SQNR W4A8 normal / heavy |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in w4a8_rows:
-            lines.append(f"| {r['N']}×{r['K']} | {r['gs']} | {r['bf16_us']:.2f} | {r['bf16_pct']:.1f} | "
-                         + " / ".join(f"{r[v]:.2f}" for v in W4A8_VARIANTS) + f" | {r['best_us'] / r['bf16_us']:.2f} | "
-                         f"{r['best_pct']:.1f} | {r['sqnr_bf16']['normal']:.1f} / {r['sqnr_bf16']['heavy']:.1f} | "
-                         f"{r['sqnr_w4a8']['normal']:.1f} / {r['sqnr_w4a8']['heavy']:.1f} |")
     md = "\n".join(lines) + "\n"
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "int4_plain_mm_results.md").write_text(md)
     (out / "bench.json").write_text(json.dumps(dict(card=card, date=date, commit=commit, copy_bw=copy_bw, rows=rows,
-                                                    variants=vrows, f32=f32_rows, w4a8=w4a8_rows), indent=1))
+                                                    variants=vrows, f32=f32_rows), indent=1))
     # short table last
     print()
     print(f"{'shape':>13} {'M':>4} {'gs':>3} {'us':>8} {'GB/s':>6} {'%copy':>6} {'xTG':>5} {'xCB':>5} {'err':>7}")
@@ -430,11 +370,6 @@ def main():
     for r in f32_rows:
         print(f"f32 {r['N']:>6}x{r['K']:<6} {r['M']:>4} {r['us']:8.2f} us ({r['pct_copy']:5.1f}%) vs bf16 {r['bf16_us']:8.2f} us "
               f"= {r['us'] / r['bf16_us']:.2f}x  err {r['relerr']:.1e}")
-    for r in w4a8_rows:
-        print(f"w4a8 {r['N']:>6}x{r['K']:<6} gs {r['gs']:>3} bf16 {r['bf16_us']:8.2f} us ({r['bf16_pct']:5.1f}%) W4A8 v{r['best']} "
-              f"{r['best_us']:8.2f} us ({r['best_pct']:5.1f}%) = {r['best_us'] / r['bf16_us']:.2f}x  SQNR "
-              f"{r['sqnr_bf16']['normal']:.1f}->{r['sqnr_w4a8']['normal']:.1f} / {r['sqnr_bf16']['heavy']:.1f}->{r['sqnr_w4a8']['heavy']:.1f} dB"
-              f" | SA v{r['sa_best']} {r[r['sa_best']]:8.2f} us = {r[r['sa_best']] / r['bf16_us']:.2f}x SQNR {r['sqnr_sa']['normal']:.1f}")
     bad = [r for r in rows if not (r["relerr"] <= 1e-2)] + [r for r in f32_rows if not (r["relerr"] <= 1e-4)]
     if bad:
         print(f"WARNING: {len(bad)} rows with rel err > 1e-2")

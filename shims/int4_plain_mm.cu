@@ -458,8 +458,6 @@ __global__ void __launch_bounds__(256, MINB)
   }
 }
 
-#include "int4_plain_mm_w4a8.cuh"
-
 // ------------------------------------------------------------------------------------------------
 // Prefill kernel: M > 32. Block tile 128 tokens x 128 weight rows x 64 k, 8 warps (2 x 4), warp tile
 // 64 tokens x 32 weight rows (4 x 4 mma m16n8k16). D[token][wrow] = x (A, row) x W^T (B, col).
@@ -1085,39 +1083,6 @@ cudaError_t launch_registers(const Args& a, const DecodePolicy& p, cudaStream_t 
                       : launch_decode<1, NT, kMinBlocksU1, false, false, false, XF32>(a, stream, 8, p.many));
 }
 
-// W4A8 decode (int4_plain_mm_w4a8.cuh; variants 26 / 27 only): persistent blocks / one block per
-// row tile. Its shared memory holds the block's quantized activations, 48 bytes per 32 k.
-constexpr size_t kW4A8MaxSmem = 160 * 1024;
-size_t w4a8_smem_bytes(const Args& a, bool i8) {
-  const int ki = (a.K + 127) / 128, wk = std::min(8, ki), per_warp = (ki + wk - 1) / wk;
-  return (size_t)wk * per_warp * 4 * (i8 ? 32 + sizeof(W4A8Chunk) : 64 + sizeof(float2));
-}
-bool w4a8_fits(const Args& a) { return a.M == 1 && w4a8_smem_bytes(a, false) <= kW4A8MaxSmem; }
-// MINB 3 fits the kernel in 80 registers without spills; MINB 4 (64 registers) spills ~40 bytes.
-template <int U, int MINB, bool I8 = true>
-cudaError_t launch_w4a8(const Args& a, cudaStream_t stream, bool persistent) {
-  auto kernel = int4_mm_w4a8_kernel<U, MINB, I8>;
-  const int ki = (a.K + 127) / 128, wk = std::min(8, ki), tiles = (a.N + 15) / 16;
-  const size_t smem = w4a8_smem_bytes(a, I8);
-  // gs 32: a lane's two groups' scales (and zeros) are one aligned 32-bit word when G is even.
-  const bool pairs32 = (a.K >> a.gsh) % 2 == 0 && reinterpret_cast<uintptr_t>(a.s) % 4 == 0 &&
-                       reinterpret_cast<uintptr_t>(a.z) % 4 == 0;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kW4A8MaxSmem);
-  if (e != cudaSuccess) return e;
-  int grid = tiles;
-  if (persistent) {
-    int dev = 0, sms = 0, per_sm = 0;
-    if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
-    if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
-    if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, wk * 32, smem)) != cudaSuccess) return e;
-    if (per_sm > 0 && sms * per_sm < grid) grid = sms * per_sm;
-  }
-  const cudaError_t le = int4_cuda::launch(kernel, dim3(grid), dim3(wk * 32), smem, stream,
-                                           static_cast<const uint16_t*>(a.x), a.q, a.s, a.z,
-                                           static_cast<uint16_t*>(a.out), a.N, a.K, a.gsh, pairs32);
-  return le != cudaSuccess ? le : cudaGetLastError();
-}
-
 // Variant table (benchmarking/tuning); variant 0 = the default choice.
 cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
   if (a.M > 16 && a.M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M &&
@@ -1179,16 +1144,6 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
         default: return launch_prefill_sm90_all<128, 4>(a, stream);
       }
     }
-    case 26: case 27: case 28: case 29: case 30:  // W4A8 (M = 1), see int4_plain_mm.h
-      if (!w4a8_fits(a)) break;
-      if (variant == 28) return launch_w4a8<1, 4>(a, stream, true);
-      if (variant == 29) return launch_w4a8<2, 3>(a, stream, true);
-      if (variant == 30) return launch_w4a8<4, 2>(a, stream, true);
-      return launch_w4a8<1, 3>(a, stream, variant == 26);
-    case 31: case 32: case 33:  // scale-after bf16 decode (M = 1): persistent / block per tile / U2 block per tile
-      if (!w4a8_fits(a)) break;
-      if (variant == 33) return launch_w4a8<2, 2, false>(a, stream, false);
-      return launch_w4a8<1, 3, false>(a, stream, variant == 31);
     case 8: return launch_prefill<4>(a, stream);
     case 9: return launch_prefill(a, stream);
     case 17: return launch_prefill<kPrefillStages, false, 64>(a, stream);

@@ -132,11 +132,7 @@ int int4_cuda_int4_plain_mm_f32(const void* x,      /* f32   [M, K]    */
  * the Hopper prefill kernel for any M with its own tile choice / 128-token / 256-token tiles, and
  * 22 / 23 / 24 / 25 = the same with K split over clusters of blocks: 256-token tiles by 2, 128 by 2,
  * 256 by 4, 128 by 4 (unsplit where K / 64 is below the split); all where it is available, see
- * above; else the default dispatch. 26 / 27 / 28 = the W4A8 experiment (shims/int4_plain_mm_w4a8.cuh:
- * activations quantized to int8 per 32 k, so NOT this contract's numerics), M == 1 only (else the
- * default dispatch): persistent blocks / one block per row tile / persistent at 4 blocks per SM;
- * 29 / 30 = loads batched by 2 k-iterations, persistent / one block per row tile.
- * Other values = default dispatch. */
+ * above; else the default dispatch. Other values = default dispatch. */
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                     int64_t group_size, int4_cuda_stream_t stream, int variant);

@@ -1,5 +1,6 @@
 // Read-bandwidth ceiling of the access patterns an int4 matvec can use (no dequant, no MMA):
-// what the memory system gives each pattern before any compute is added. Prints one table.
+// what the memory system gives each pattern before any compute is added, and the best any read
+// method gets here (deeper unrolled loads, TMA bulk copies into a shared-memory ring). Prints one table.
 // Build: nvcc -O3 -std=c++17 -arch=sm_90 benchmarks/micro/read_patterns.cu -o build-gpu/read_patterns
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -22,6 +23,68 @@ __global__ void k_contig(const uint4* p, size_t n16, uint32_t* sink) {
     acc ^= v.x ^ v.y ^ v.z ^ v.w;
   }
   if (acc == 0x12345678u) sink[0] = acc;
+}
+
+// Contiguous, UN independent 16-byte loads in flight per thread before any is consumed.
+template <int UN>
+__global__ void k_contig_un(const uint4* p, size_t n16, uint32_t* sink) {
+  uint32_t acc = 0;
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+  for (; i + (UN - 1) * stride < n16; i += UN * stride) {
+    uint4 v[UN];
+#pragma unroll
+    for (int u = 0; u < UN; ++u) v[u] = ld_na(p + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < UN; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  for (; i < n16; i += stride) {
+    uint4 v = ld_na(p + i);
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x12345678u) sink[0] = acc;
+}
+
+// Bulk copies (sm_90 cp.async.bulk, the TMA unit): block b streams stages b, b + grid, ... of STAGE
+// bytes into a ring of NS shared-memory slots, one mbarrier each; one thread issues, every thread
+// reads its 16-byte pieces of a landed stage, then the slot is refilled. No registers hold bytes in
+// flight: NS x STAGE per block are.
+template <int STAGE, int NS>
+__global__ void __launch_bounds__(256) k_bulk(const uint8_t* p, size_t bytes, uint32_t* sink) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(128) uint8_t sm[];
+  __shared__ __align__(8) uint64_t bar[NS];
+  const size_t nst = bytes / STAGE;
+  const uint32_t sm0 = (uint32_t)__cvta_generic_to_shared(sm), bar0 = (uint32_t)__cvta_generic_to_shared(bar);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < NS; ++s) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar0 + 8 * s));
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  auto issue = [&](size_t j) {  // local stage j -> global stage blockIdx.x + j gridDim.x
+    const size_t st = blockIdx.x + j * gridDim.x;
+    if (st >= nst) return;
+    const uint32_t slot = (uint32_t)(j % NS), b = bar0 + 8 * slot;
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(STAGE) : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(sm0 + slot * STAGE),
+                 "l"(p + st * STAGE), "r"(STAGE), "r"(b) : "memory");
+  };
+  if (threadIdx.x == 0)
+    for (int j = 0; j < NS; ++j) issue(j);
+  uint32_t acc = 0;
+  for (size_t j = 0; blockIdx.x + j * gridDim.x < nst; ++j) {
+    const uint32_t slot = (uint32_t)(j % NS), par = (uint32_t)((j / NS) & 1);
+    asm volatile("{\n.reg .pred d;\nw_%=:\nmbarrier.try_wait.parity.shared::cta.b64 d, [%0], %1;\n@!d bra w_%=;\n}\n" ::"r"(bar0 + 8 * slot),
+                 "r"(par) : "memory");
+    for (int o = threadIdx.x * 16; o < STAGE; o += blockDim.x * 16) {
+      const uint4 v = *reinterpret_cast<const uint4*>(sm + slot * STAGE + o);
+      acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) issue(j + NS);
+  }
+  if (acc == 0x12345678u) sink[0] = acc;
+#endif
 }
 
 // Matvec-like: warp = 16 rows; lane (g, t) reads CH bytes (CH/16 loads) of rows g and g+8 per iteration,
@@ -108,6 +171,25 @@ int main() {
     char nm[64]; snprintf(nm, sizeof nm, "contiguous 16B/lane, %d x 256-thr blocks/SM", bpsm);
     row(nm, time([&](uint8_t* b) { k_contig<<<sms * bpsm, 256>>>((const uint4*)b, bytes / 16, sink); }, 40));
   }
+  for (int bpsm : {2, 4}) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "contiguous 4 x 16B/lane in flight, %d blocks/SM", bpsm);
+    row(nm, time([&](uint8_t* b) { k_contig_un<4><<<sms * bpsm, 256>>>((const uint4*)b, bytes / 16, sink); }, 40));
+    snprintf(nm, sizeof nm, "contiguous 8 x 16B/lane in flight, %d blocks/SM", bpsm);
+    row(nm, time([&](uint8_t* b) { k_contig_un<8><<<sms * bpsm, 256>>>((const uint4*)b, bytes / 16, sink); }, 40));
+  }
+#define BULK(ST, NS, BPS)                                                                                     \
+  do {                                                                                                        \
+    CK(cudaFuncSetAttribute(k_bulk<ST, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, ST * NS));           \
+    char nm[64];                                                                                              \
+    snprintf(nm, sizeof nm, "bulk copies %d KB x %d stages, %d blocks/SM", ST / 1024, NS, BPS);               \
+    row(nm, time([&](uint8_t* b) { k_bulk<ST, NS><<<sms * BPS, 256, ST * NS>>>(b, bytes, sink); }, 40));      \
+  } while (0)
+  BULK(4096, 4, 4);
+  BULK(8192, 4, 3);
+  BULK(16384, 4, 2);
+  BULK(8192, 8, 2);
+  BULK(32768, 3, 2);
   const int tiles = N / 16;
 #define TILE(CH, U, GRID, NAME) row(NAME, time([&](uint8_t* b) { k_tile<CH, U><<<GRID, 256>>>(b, N, RB, sink, 0); }, 40))
   TILE(16, 1, tiles, "tile 64B/row/it U1 block/tile (today)");
