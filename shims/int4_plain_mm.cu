@@ -78,6 +78,7 @@ __device__ __forceinline__ uint32_t ld_nc_u16(const uint16_t* p) {
   unsigned short v = __ldg(p);
   return (uint32_t)v;
 }
+__device__ __forceinline__ uint32_t ld_nc_u32(const uint16_t* p) { return __ldg(reinterpret_cast<const unsigned int*>(p)); }
 
 __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
   uint32_t r;
@@ -206,12 +207,17 @@ __device__ __forceinline__ void prefetch_first_tile(const uint8_t* q, const uint
 //   A: a0 = row g pair (k 2j, 2j+4), a2 = row g pair (k 2j+1, 2j+5), a1/a3 the same for row g+8
 //   B: b0 = x[tok] at (k 2j, 2j+4), b1 = x[tok] at (k 2j+1, 2j+5)   (built with prmt)
 // so slot (2t, 2t+1, 2t+8, 2t+9) <-> k (2j, 2j+4, 2j+1, 2j+5) on both operands.
+// W2 (M = 1, K % 256 == 0; w2_pays): one k-iteration = 256 k, lane t owns k [it*256 + 64t, +64) of
+// rows g and g+8 (two 16-byte loads each: 128 contiguous bytes per row and iteration for the 4 t
+// lanes), handled as two 32-k halves with the mapping above; at gs 32 the halves' two groups are
+// adjacent, so their scales (and zeros) arrive in one 32-bit load when 4-byte aligned.
 // Loads are software-pipelined in batches of U k-iterations, double buffered: batch b+1's weights
 // and scales (and, XPRE, token tile 0's activations) are in flight while batch b is dequantized and
 // multiplied.
-template <int U, bool XPRE>
+template <int U, bool XPRE, bool W2 = false>
 struct DecodeBatch {
   uint4 w0[U], w1[U];
+  uint4 w0b[W2 ? U : 1], w1b[W2 ? U : 1];  // W2: the second 16 bytes of rows g and g + 8
   uint32_t s0[U], z0[U], s1[U], z1[U];
   uint4 xv[XPRE ? U : 1][4];  // XPRE: token tile 0's activations, loaded with the weights
 };
@@ -230,12 +236,14 @@ struct DecodeBatch {
 // lane's accumulators (d0/d1), so the epilogue adds them and writes f32, never rounding to bf16.
 // XF32 + XS (one f32 row): both parts are staged, [k-iteration][word i][part][chunk t], and lane g
 // reads part g & 1 (lanes g >= 2 feed unused columns); 8 distinct 16-byte reads per phase.
-template <int U, int NT, int MINB, bool XPRE, bool FULLK = false, bool XS = false, bool XF32 = false>
+template <int U, int NT, int MINB, bool XPRE, bool FULLK = false, bool XS = false, bool XF32 = false,
+          bool W2 = false>
 __global__ void __launch_bounds__(256, MINB)
     int4_mm_decode_kernel(const void* __restrict__ xv_, const uint8_t* __restrict__ q,
                           const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
                           void* __restrict__ out_, int M, int N, int K, int gs_shift, int overlap) {
   static_assert(!XF32 || !XPRE, "f32 activations are not loaded with the weights");
+  static_assert(!W2 || (FULLK && NT == 1 && !XPRE && !XF32), "W2: one bf16 token tile, K % 256 == 0");
   // Token chunks (M > 32, few row tiles; see launch_variant): blockIdx.y takes MMA columns
   // [32y, 32y + 32), i.e. activation rows 32y.. (16y.. for f32). The chunks' blocks run together,
   // so a weight tile read by one is mostly an L2 hit for the others.
@@ -284,7 +292,12 @@ __global__ void __launch_bounds__(256, MINB)
     xfr[nt] = xf + (int64_t)(has_x[nt] ? (g + 8 * nt) >> 1 : 0) * K;
   }
   // Each warp owns a contiguous run of k-iterations (long sequential reads of each weight row).
-  const int KI = (K + 127) >> 7;
+  // W2: 256 k per iteration, lane t on k [256 it + 64 t, +64): 32 contiguous bytes of each row and,
+  // at gs 32, two adjacent groups whose scales (and zeros) are one 32-bit load when aligned.
+  constexpr int kLog2It = W2 ? 8 : 7;
+  const int KI = (K + (1 << kLog2It) - 1) >> kLog2It;
+  const bool pairs32 = W2 && gs_shift == 5 && (G & 1) == 0 &&
+                       ((reinterpret_cast<uintptr_t>(scale) | reinterpret_cast<uintptr_t>(zero)) & 3) == 0;
   const int per_warp = (KI + WK - 1) / WK;
   const int it_begin = warp * per_warp;
   const int it_end = min(KI, it_begin + per_warp);
@@ -295,13 +308,21 @@ __global__ void __launch_bounds__(256, MINB)
 
   extern __shared__ uint4 xs_smem[];
   constexpr int kParts = XF32 ? 2 : 1;
-  uint4* xs = xs_smem + (int64_t)warp * per_warp * 16 * kParts;  // this warp's staged activations
+  constexpr int kXsIt = W2 ? 32 : 16;  // uint4 of staged activations per k-iteration (one part)
+  uint4* xs = xs_smem + (int64_t)warp * per_warp * kXsIt * kParts;  // this warp's staged activations
   if (XS) {
     static_assert(!XS || NT == 1, "XS stages one token");
-    const int units = max(0, it_end - it_begin) * 4;  // (k-iteration, chunk)
+    constexpr int kChunks = W2 ? 8 : 4;  // 32-k chunks per k-iteration
+    const int units = max(0, it_end - it_begin) * kChunks;  // (k-iteration, chunk)
     for (int u = lane; u < units; u += 32) {
-      const int il = u >> 2, tc = u & 3;
-      const int kb = (it_begin + il) * 128 + tc * 32;
+      const int il = u / kChunks, c = u % kChunks;
+      const int kb = (it_begin + il) * (1 << kLog2It) + c * 32;
+      if constexpr (W2) {  // chunk c = (lane t = c / 2, half h = c % 2): [iteration][h][word i][t]
+#pragma unroll
+        for (int i = 0; i < 4; ++i) xs[((il * 2 + (c & 1)) * 4 + i) * 4 + (c >> 1)] = b_fragment(ld_nc_u4(x + kb + 8 * i));
+        continue;
+      }
+      const int tc = c;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         if constexpr (XF32) {
@@ -319,10 +340,40 @@ __global__ void __launch_bounds__(256, MINB)
     __syncwarp();
   }
 
-  auto load = [&](DecodeBatch<U, XPRE>& b, int itb) {
+  auto load = [&](DecodeBatch<U, XPRE, W2>& b, int itb) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int it = itb + u;
+      if constexpr (W2) {
+        // s/z: at gs 32 the pair (group of k 64t, of k 64t + 32) in one register, else one group.
+        const int kb = it * 256 + t * 64, grp = kb >> gs_shift;
+        if (it < it_end) {
+          b.w0[u] = ld_stream_u4(q0 + (kb >> 1));
+          b.w0b[u] = ld_stream_u4(q0 + (kb >> 1) + 16);
+          b.w1[u] = ld_stream_u4(q1 + (kb >> 1));
+          b.w1b[u] = ld_stream_u4(q1 + (kb >> 1) + 16);
+          if (pairs32) {
+            b.s0[u] = ld_nc_u32(s0p + grp);
+            b.z0[u] = ld_nc_u32(z0p + grp);
+            b.s1[u] = ld_nc_u32(s1p + grp);
+            b.z1[u] = ld_nc_u32(z1p + grp);
+          } else if (gs_shift == 5) {  // unaligned pairs: two loads, joined (this waits for them)
+            b.s0[u] = ld_nc_u16(s0p + grp) | ld_nc_u16(s0p + grp + 1) << 16;
+            b.z0[u] = ld_nc_u16(z0p + grp) | ld_nc_u16(z0p + grp + 1) << 16;
+            b.s1[u] = ld_nc_u16(s1p + grp) | ld_nc_u16(s1p + grp + 1) << 16;
+            b.z1[u] = ld_nc_u16(z1p + grp) | ld_nc_u16(z1p + grp + 1) << 16;
+          } else {
+            b.s0[u] = ld_nc_u16(s0p + grp);
+            b.z0[u] = ld_nc_u16(z0p + grp);
+            b.s1[u] = ld_nc_u16(s1p + grp);
+            b.z1[u] = ld_nc_u16(z1p + grp);
+          }
+        } else {
+          b.w0[u] = b.w0b[u] = b.w1[u] = b.w1b[u] = make_uint4(0, 0, 0, 0);
+          b.s0[u] = b.z0[u] = b.s1[u] = b.z1[u] = 0;
+        }
+        continue;
+      }
       const int kb = it * 128 + t * 32;
       if (it < it_end && (FULLK || kb < K)) {
         b.w0[u] = ld_stream_u4(q0 + (kb >> 1));
@@ -349,10 +400,34 @@ __global__ void __launch_bounds__(256, MINB)
     }
   };
 
-  auto compute = [&](const DecodeBatch<U, XPRE>& b, int itb) {
+  auto compute = [&](const DecodeBatch<U, XPRE, W2>& b, int itb) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int it = itb + u;
+      if constexpr (W2) {
+        if (it >= it_end) continue;  // nothing loaded
+        const int kb = it * 256 + t * 64;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          // This half's group: the pair's high half at gs 32 (h = 1), else the one group.
+          const uint32_t sel = (gs_shift == 5 && h) ? 0x3232 : 0x1010;
+          const uint32_t s02 = prmt(b.s0[u], b.s0[u], sel), z02 = prmt(b.z0[u], b.z0[u], sel);
+          const uint32_t s12 = prmt(b.s1[u], b.s1[u], sel), z12 = prmt(b.z1[u], b.z1[u], sel);
+          const uint4 v0 = h ? b.w0b[u] : b.w0[u], v1 = h ? b.w1b[u] : b.w1[u];
+          const uint32_t wa[4] = {v0.x, v0.y, v0.z, v0.w}, wb[4] = {v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const uint4 bv = XS ? xs[(((it - it_begin) * 2 + h) * 4 + i) * 4 + t]
+                                : b_fragment(ld_nc_u4(xr[0] + kb + 32 * h + 8 * i));
+            uint32_t pa[4], pb[4];
+            dequant_word(wa[i], s02, z02, pa);
+            dequant_word(wb[i], s12, z12, pb);
+            mma_16816(acc[0], pa[0], pb[0], pa[1], pb[1], bv.x, bv.y);
+            mma_16816(acc[0], pa[2], pb[2], pa[3], pb[3], bv.z, bv.w);
+          }
+        }
+        continue;
+      }
       const int kb = it * 128 + t * 32;
       const bool in_k = it < it_end && (FULLK || kb < K);
       const uint32_t s02 = prmt(b.s0[u], b.s0[u], 0x1010), z02 = prmt(b.z0[u], b.z0[u], 0x1010);
@@ -403,7 +478,7 @@ __global__ void __launch_bounds__(256, MINB)
   __shared__ float red[8][NT * 4][32];
   int tile = blockIdx.x;
   set_tile(tile);
-  DecodeBatch<U, XPRE> ba, bb;
+  DecodeBatch<U, XPRE, W2> ba, bb;
   load(ba, it_begin);
   while (true) {
     // With overlap on, the next kernel may launch once every block is on its last row tile: its
@@ -791,11 +866,11 @@ constexpr int kMaxDevices = 64;
 // block per 16 weight rows, or (persistent) one resident wave of blocks striding over row tiles.
 // XS: the activations are staged in dynamic shared memory (at most kXsMaxSmem; see xs_fits).
 constexpr int kXsMaxSmem = 64 * 1024;
-size_t xs_smem_bytes(const Args& a, int wk, int parts = 1) {  // parts: 2 for f32 (hi, lo)
-  const int ki = (a.K + 127) / 128;
+size_t xs_smem_bytes(const Args& a, int wk, int parts = 1, bool w2 = false) {  // parts: 2 for f32 (hi, lo)
+  const int ki = w2 ? (a.K + 255) / 256 : (a.K + 127) / 128;
   if (wk > ki) wk = ki;
   const int per_warp = (ki + wk - 1) / wk;
-  return (size_t)wk * per_warp * 16 * parts * sizeof(uint4);
+  return (size_t)wk * per_warp * (w2 ? 32 : 16) * parts * sizeof(uint4);
 }
 bool xs_fits(const Args& a) { return a.M == 1 && xs_smem_bytes(a, 8) <= (size_t)kXsMaxSmem; }
 // f32 (a.M = MMA columns): one f32 row, both parts staged.
@@ -824,14 +899,15 @@ int decode_overlap(const Args& a, int wk, bool persistent) {
 
 // XF32: a.M is the MMA column count, 2 x the f32 rows (see the kernel). M > 32 columns: one grid row
 // (blockIdx.y) per 32 columns (NT = 4 only).
-template <int U, int NT, int MINB, bool XPRE = false, bool FULLK = false, bool XS = false, bool XF32 = false>
+template <int U, int NT, int MINB, bool XPRE = false, bool FULLK = false, bool XS = false, bool XF32 = false,
+          bool W2 = false>
 cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persistent) {
-  auto kernel = int4_mm_decode_kernel<U, NT, MINB, XPRE, FULLK, XS, XF32>;
+  auto kernel = int4_mm_decode_kernel<U, NT, MINB, XPRE, FULLK, XS, XF32, W2>;
   const int tiles = (a.N + 15) / 16;
-  const int ki = (a.K + 127) / 128;
+  const int ki = (a.K + (W2 ? 255 : 127)) / (W2 ? 256 : 128);
   wk = wk < 1 ? 1 : wk > 8 ? 8 : wk;
   if (wk > ki) wk = ki;
-  const size_t smem = XS ? xs_smem_bytes(a, wk, XF32 ? 2 : 1) : 0;
+  const size_t smem = XS ? xs_smem_bytes(a, wk, XF32 ? 2 : 1, W2) : 0;
   // Per device, once: opt-in shared memory (XS), resident blocks of 8 warps by registers, the SM
   // count and the SM's shared memory (the XS grid also divides by its per-call shared memory).
   static std::atomic<int> resident_cache[kMaxDevices];
@@ -874,7 +950,8 @@ cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persi
   const int chunks = (a.M + 31) / 32;
   if (chunks > 1 && (NT != 4 || persistent)) return cudaErrorInvalidConfiguration;  // a launcher bug
   const cudaError_t le = int4_cuda::launch(kernel, dim3(grid, chunks), dim3(wk * 32), smem, stream, a.x, a.q, a.s,
-                                           a.z, a.out, a.M, a.N, a.K, a.gsh, decode_overlap(a, wk, persistent));
+                                           a.z, a.out, a.M, a.N, a.K, a.gsh,
+                                           W2 ? (int)kOverlapNone : decode_overlap(a, wk, persistent));
   return le != cudaSuccess ? le : cudaGetLastError();
 }
 
@@ -1069,6 +1146,17 @@ DecodePolicy decode_policy(const Args& a) {
   return {many, per_warp >= 8 && (many || tiles <= 264), a.K % 128 == 0};
 }
 
+// W2 (256 k per k-iteration: 32 contiguous bytes of each row per lane, and at gs 32 a lane's two
+// groups' scales in one 32-bit load), with x staged (XS): 4-5 % faster on H100 where the blocks are
+// persistent (28672x4096 32.8 -> 31.5 us, 21504x5376 32.2 -> 30.5, 128256x4096 127.5 -> 122.2) and
+// on long K without U = 2 (5376x21504 35.5 -> 34.2); slower where each warp has only a few
+// k-iterations (4096x4096 7.7 -> 8.4, 6144x4096 9.6 -> 10.8) or U = 2 runs (4096x14336). Notes v32.
+bool w2_pays(const Args& a, const DecodePolicy& p) {
+  const int per_warp = ((a.K + 127) / 128 + 7) / 8;
+  return a.M == 1 && a.K % 256 == 0 && !p.u2 && (p.many || per_warp >= 8) &&
+         xs_smem_bytes(a, 8, 1, true) <= (size_t)kXsMaxSmem;
+}
+
 // The register-path decode kernel with NT token tiles under policy p. NT = 4 (up to 32 columns, and
 // token chunks beyond) runs U = 1 and one block per row tile (its registers leave no room for more).
 template <int NT, bool XF32>
@@ -1144,6 +1232,12 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
         default: return launch_prefill_sm90_all<128, 4>(a, stream);
       }
     }
+    case 26: case 27: case 28: case 29:  // W2 (256 k per iteration): XS persistent 3/SM, 2/SM, XS block/tile, registers block/tile
+      if (a.K % 256 != 0 || a.M > 8 || (variant != 29 && !xs_fits(a))) break;
+      if (variant == 26) return launch_decode<1, 1, 3, false, true, true, false, true>(a, stream, 8, true);
+      if (variant == 27) return launch_decode<1, 1, 2, false, true, true, false, true>(a, stream, 8, true);
+      if (variant == 28) return launch_decode<1, 1, 3, false, true, true, false, true>(a, stream, 8, false);
+      return launch_decode<1, 1, 2, false, true, false, false, true>(a, stream, 8, false);
     case 8: return launch_prefill<4>(a, stream);
     case 9: return launch_prefill(a, stream);
     case 17: return launch_prefill<kPrefillStages, false, 64>(a, stream);
@@ -1151,6 +1245,7 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
   }
   if (a.M <= 16) {
     const DecodePolicy p = decode_policy(a);
+    if (w2_pays(a, p)) return launch_decode<1, 1, 3, false, true, true, false, true>(a, stream, 8, p.many);
     // Persistent blocks stage x once in shared memory and reuse it for every row tile (XS: +4-5 %
     // on 21504x5376 and 128256x4096, equal on 28672x4096; with few tiles the staging does not pay).
     if (p.many && xs_fits(a))

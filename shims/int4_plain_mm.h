@@ -132,7 +132,10 @@ int int4_cuda_int4_plain_mm_f32(const void* x,      /* f32   [M, K]    */
  * the Hopper prefill kernel for any M with its own tile choice / 128-token / 256-token tiles, and
  * 22 / 23 / 24 / 25 = the same with K split over clusters of blocks: 256-token tiles by 2, 128 by 2,
  * 256 by 4, 128 by 4 (unsplit where K / 64 is below the split); all where it is available, see
- * above; else the default dispatch. Other values = default dispatch. */
+ * above; else the default dispatch. 26 / 27 / 28 = the decode kernel with 256 k per k-iteration (W2)
+ * and x staged in shared memory: persistent at 3 / 2 blocks per SM, one block per row tile; 29 = W2
+ * without staging, one block per row tile (26-28: M == 1, 29: M <= 8, all K % 256 == 0; else the
+ * default dispatch). Other values = default dispatch. */
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                     int64_t group_size, int4_cuda_stream_t stream, int variant);

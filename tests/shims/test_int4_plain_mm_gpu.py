@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.gpu
 
 M_PATHS = [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 63, 64, 65, 128, 512]
-DECODE_VARIANTS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15]  # see int4_cuda_int4_plain_mm_variant in shims/int4_plain_mm.h
+DECODE_VARIANTS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 26, 27, 28, 29]  # see int4_cuda_int4_plain_mm_variant in shims/int4_plain_mm.h
 PREFILL_VARIANT = 9
 PREFILL_BM64_VARIANT = 17  # the prefill kernel with 64-token tiles
 
@@ -116,8 +116,8 @@ def test_variants(shims_lib, dev, variant, M, N, K, gs):
     check(shims_lib, M, N, K, gs, dev, variant=variant)
 
 
-@pytest.mark.parametrize("M", [1, 8, 32])
-def test_scale_zero_only_2byte_aligned(shims_lib, dev, M):
+@pytest.mark.parametrize("M,variant", [(1, None), (8, None), (32, None), (1, 26), (1, 28), (1, 29), (8, 29)])
+def test_scale_zero_only_2byte_aligned(shims_lib, dev, M, variant):
     """The contract asks scale/zero for 2-byte alignment only: no kernel may assume wider loads of them."""
     N, K, gs = 1000, 1536, 32
     x, qdata, scale, zero = make_inputs(M, N, K, gs, dev, seed=11)
@@ -128,7 +128,7 @@ def test_scale_zero_only_2byte_aligned(shims_lib, dev, M):
     z_odd.copy_(zero)
     assert s_odd.data_ptr() % 4 == 2 and z_odd.data_ptr() % 4 == 2
     out = torch.full((M, N), float("nan"), device=dev, dtype=torch.bfloat16)
-    run(shims_lib, x, qdata, s_odd, z_odd, out, M, N, K, gs)
+    run(shims_lib, x, qdata, s_odd, z_odd, out, M, N, K, gs, variant)
     ref = reference(x, qdata, scale, zero, gs)
     rel = (torch.linalg.norm(out.double() - ref) / torch.linalg.norm(ref)).item()
     assert rel <= 1e-2, rel
@@ -195,6 +195,17 @@ def launched_kernels(fn):
         fn()
         torch.cuda.synchronize()
     return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+@pytest.mark.parametrize("N,K,gs,w2", [(8000, 4096, 32, True), (5376, 21504, 64, True), (4096, 4096, 32, False),
+                                        (8000, 2080, 32, False), (4096, 14336, 32, False)])
+def test_w2_decode_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, w2):
+    """M = 1: many row tiles, or long K without U = 2, with K % 256 == 0 take the 256-k iteration (W2)
+    kernel (w2_pays); the few-iteration shapes, K % 256 != 0 and U = 2 keep the 128-k one."""
+    import re
+    names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
+    ran = any(re.search(r"int4_mm_decode_kernel<1, 1, 3, false, true, true, false, true>", n) for n in names)
+    assert ran == w2, names
 
 
 def test_sm90_split_k_is_what_runs_for_few_tiles(shims_lib, dev):
