@@ -1147,13 +1147,16 @@ DecodePolicy decode_policy(const Args& a) {
 }
 
 // W2 (256 k per k-iteration: 32 contiguous bytes of each row per lane, and at gs 32 a lane's two
-// groups' scales in one 32-bit load), with x staged (XS): 4-5 % faster on H100 where the blocks are
-// persistent (28672x4096 32.8 -> 31.5 us, 21504x5376 32.2 -> 30.5, 128256x4096 127.5 -> 122.2) and
-// on long K without U = 2 (5376x21504 35.5 -> 34.2); slower where each warp has only a few
-// k-iterations (4096x4096 7.7 -> 8.4, 6144x4096 9.6 -> 10.8) or U = 2 runs (4096x14336). Notes v32.
+// groups' scales in one 32-bit load), with x staged (XS). H100, same visit (notes v32): where the
+// blocks are persistent, gs 32, 28672x4096 32.7 -> 31.7 us, 21504x5376 32.3 -> 30.5 (gs 128 27.6 ->
+// 25.7), 128256x4096 127.3 -> 122.1; on long K without U = 2, 5376x21504 35.6 -> 34.1 (gs 128 31.5
+// -> 28.5). Slower where each warp has only a few k-iterations (4096x4096 7.7 -> 8.4, 6144x4096
+// 9.6 -> 10.8) or U = 2 runs (4096x14336 16.4 -> 17.9).
+// At gs >= 64 there is no scale pair, and with K = 4096 (two W2 iterations per warp) it measured
+// equal or slower (28672x4096 gs 128 27.3 -> 27.9 us): there W2 needs >= 3 iterations per warp.
 bool w2_pays(const Args& a, const DecodePolicy& p) {
-  const int per_warp = ((a.K + 127) / 128 + 7) / 8;
-  return a.M == 1 && a.K % 256 == 0 && !p.u2 && (p.many || per_warp >= 8) &&
+  const int per_warp = ((a.K + 127) / 128 + 7) / 8, per_warp_w2 = ((a.K + 255) / 256 + 7) / 8;
+  return a.M == 1 && a.K % 256 == 0 && !p.u2 && (p.many || per_warp >= 8) && (a.gsh == 5 || per_warp_w2 >= 3) &&
          xs_smem_bytes(a, 8, 1, true) <= (size_t)kXsMaxSmem;
 }
 

@@ -197,11 +197,13 @@ def launched_kernels(fn):
     return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
 
 
-@pytest.mark.parametrize("N,K,gs,w2", [(8000, 4096, 32, True), (5376, 21504, 64, True), (4096, 4096, 32, False),
-                                        (8000, 2080, 32, False), (4096, 14336, 32, False)])
+@pytest.mark.parametrize("N,K,gs,w2", [(8000, 4096, 32, True), (5376, 21504, 64, True), (8000, 5376, 128, True),
+                                        (4096, 4096, 32, False), (8000, 2080, 32, False), (4096, 14336, 32, False),
+                                        (8000, 4096, 128, False)])
 def test_w2_decode_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, w2):
     """M = 1: many row tiles, or long K without U = 2, with K % 256 == 0 take the 256-k iteration (W2)
-    kernel (w2_pays); the few-iteration shapes, K % 256 != 0 and U = 2 keep the 128-k one."""
+    kernel (w2_pays), at gs >= 64 only with >= 3 W2 iterations per warp; the few-iteration shapes,
+    K % 256 != 0 and U = 2 keep the 128-k one."""
     import re
     names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
     ran = any(re.search(r"int4_mm_decode_kernel<1, 1, 3, false, true, true, false, true>", n) for n in names)
