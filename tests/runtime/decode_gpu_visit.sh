@@ -30,7 +30,7 @@ case "${1:-}" in
       --output_dir /tmp/smol --max_seq_length 512 >"$out/export.log" 2>&1; echo "export rc=$?"
     timeout 150 python3 -P -m int4_cuda.llm.export_llm --backend cuda --gguf /tmp/smol.gguf --output_name smollm2 \
       --output_dir /tmp/smol32 --max_seq_length 512 --dtype fp32 >"$out/export32.log" 2>&1; echo "export fp32 rc=$?"
-    tail -4 "$out/export.log" "$out/export32.log"; exit;;
+    tail -n 4 "$out/export.log" "$out/export32.log"; exit;;
 esac
 [ -f /tmp/smol/smollm2.pte ] || { echo "no /tmp/smol/smollm2.pte: run part1 and export first"; exit 3; }
 . tests/gpu_host_env.sh "$out" || exit 1
