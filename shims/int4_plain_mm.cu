@@ -207,7 +207,7 @@ __device__ __forceinline__ void prefetch_first_tile(const uint8_t* q, const uint
 //   A: a0 = row g pair (k 2j, 2j+4), a2 = row g pair (k 2j+1, 2j+5), a1/a3 the same for row g+8
 //   B: b0 = x[tok] at (k 2j, 2j+4), b1 = x[tok] at (k 2j+1, 2j+5)   (built with prmt)
 // so slot (2t, 2t+1, 2t+8, 2t+9) <-> k (2j, 2j+4, 2j+1, 2j+5) on both operands.
-// W2 (M = 1, K % 256 == 0; w2_pays): one k-iteration = 256 k, lane t owns k [it*256 + 64t, +64) of
+// W2 (M = 1, K % 256 == 0; DecodePolicy::w2): one k-iteration = 256 k, lane t owns k [it*256 + 64t, +64) of
 // rows g and g+8 (two 16-byte loads each: 128 contiguous bytes per row and iteration for the 4 t
 // lanes), handled as two 32-k halves with the mapping above; at gs 32 the halves' two groups are
 // adjacent, so their scales (and zeros) arrive in one 32-bit load when 4-byte aligned.
@@ -1135,29 +1135,26 @@ cudaError_t chunked_decode_pays(const Args& a, int cols, int max_cols, int token
 // k-iterations per warp, so a tile is worth prefetching across): persistent blocks. 264/396 = one
 // wave of 2/3 blocks on an H100's 132 SMs (a tuning constant only; any GPU gets correct results).
 // K % 128 == 0: the kernel drops its per-chunk K checks (FULLK).
+// w2 (M = 1): the 256-k iteration (W2) with x staged (XS): 32 contiguous bytes of each row per lane,
+// and at gs 32 a lane's two groups' scales in one 32-bit load. H100, same visit (notes v32): where
+// the blocks are persistent, gs 32, 28672x4096 32.7 -> 31.7 us, 21504x5376 32.3 -> 30.5 (gs 128 27.6
+// -> 25.7), 128256x4096 127.3 -> 122.1; on long K without U = 2, 5376x21504 35.6 -> 34.1 (gs 128
+// 31.5 -> 28.5). Slower where each warp has only a few k-iterations (4096x4096 7.7 -> 8.4, 6144x4096
+// 9.6 -> 10.8) or U = 2 runs (4096x14336 16.4 -> 17.9). At gs >= 64 there is no scale pair, and with
+// K = 4096 (two W2 iterations per warp) it measured equal or slower (28672x4096 gs 128 27.3 -> 27.9):
+// there W2 needs >= 3 iterations per warp.
 struct DecodePolicy {
-  bool many, u2, fk;
+  bool many, u2, fk, w2;
 };
 DecodePolicy decode_policy(const Args& a) {
   const int ki = (a.K + 127) / 128;
   const int per_warp = (ki + 7) / 8;
   const int tiles = (a.N + 15) / 16;
   const bool many = tiles > 396 && per_warp >= 2;
-  return {many, per_warp >= 8 && (many || tiles <= 264), a.K % 128 == 0};
-}
-
-// W2 (256 k per k-iteration: 32 contiguous bytes of each row per lane, and at gs 32 a lane's two
-// groups' scales in one 32-bit load), with x staged (XS). H100, same visit (notes v32): where the
-// blocks are persistent, gs 32, 28672x4096 32.7 -> 31.7 us, 21504x5376 32.3 -> 30.5 (gs 128 27.6 ->
-// 25.7), 128256x4096 127.3 -> 122.1; on long K without U = 2, 5376x21504 35.6 -> 34.1 (gs 128 31.5
-// -> 28.5). Slower where each warp has only a few k-iterations (4096x4096 7.7 -> 8.4, 6144x4096
-// 9.6 -> 10.8) or U = 2 runs (4096x14336 16.4 -> 17.9).
-// At gs >= 64 there is no scale pair, and with K = 4096 (two W2 iterations per warp) it measured
-// equal or slower (28672x4096 gs 128 27.3 -> 27.9 us): there W2 needs >= 3 iterations per warp.
-bool w2_pays(const Args& a, const DecodePolicy& p) {
-  const int per_warp = ((a.K + 127) / 128 + 7) / 8, per_warp_w2 = ((a.K + 255) / 256 + 7) / 8;
-  return a.M == 1 && a.K % 256 == 0 && !p.u2 && (p.many || per_warp >= 8) && (a.gsh == 5 || per_warp_w2 >= 3) &&
-         xs_smem_bytes(a, 8, 1, true) <= (size_t)kXsMaxSmem;
+  const bool u2 = per_warp >= 8 && (many || tiles <= 264);
+  const bool w2 = a.M == 1 && a.K % 256 == 0 && !u2 && (many || per_warp >= 8) && (a.gsh == 5 || (ki / 2 + 7) / 8 >= 3) &&
+                  xs_smem_bytes(a, 8, 1, true) <= (size_t)kXsMaxSmem;
+  return {many, u2, a.K % 128 == 0, w2};
 }
 
 // The register-path decode kernel with NT token tiles under policy p. NT = 4 (up to 32 columns, and
@@ -1248,7 +1245,7 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
   }
   if (a.M <= 16) {
     const DecodePolicy p = decode_policy(a);
-    if (w2_pays(a, p)) return launch_decode<1, 1, 3, false, true, true, false, true>(a, stream, 8, p.many);
+    if (p.w2) return launch_decode<1, 1, 3, false, true, true, false, true>(a, stream, 8, p.many);
     // Persistent blocks stage x once in shared memory and reuse it for every row tile (XS: +4-5 %
     // on 21504x5376 and 128256x4096, equal on 28672x4096; with few tiles the staging does not pay).
     if (p.many && xs_fits(a))

@@ -202,7 +202,7 @@ def launched_kernels(fn):
                                         (8000, 4096, 128, False)])
 def test_w2_decode_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, w2):
     """M = 1: many row tiles, or long K without U = 2, with K % 256 == 0 take the 256-k iteration (W2)
-    kernel (w2_pays), at gs >= 64 only with >= 3 W2 iterations per warp; the few-iteration shapes,
+    kernel (decode_policy's w2), at gs >= 64 only with >= 3 W2 iterations per warp; the few-iteration shapes,
     K % 256 != 0 and U = 2 keep the 128-k one."""
     import re
     names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
