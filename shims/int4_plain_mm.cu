@@ -1143,8 +1143,14 @@ cudaError_t chunked_decode_pays(const Args& a, int cols, int max_cols, int token
 // 9.6 -> 10.8) or U = 2 runs (4096x14336 16.4 -> 17.9). At gs >= 64 there is no scale pair, and with
 // K = 4096 (two W2 iterations per warp) it measured equal or slower (28672x4096 gs 128 27.3 -> 27.9):
 // there W2 needs >= 3 iterations per warp.
+// xpre (M <= 4): grids of at most one wave at 2 blocks/SM (<= 264 row tiles) without U = 2 are
+// latency-bound, and there loading x with the weights (XPRE) overlaps the two DRAM/L2 round trips
+// that the compute-time x loads would serialize. H100, old vs new library in one visit (notes v34):
+// M = 1 gs 32 4096x4096 7.90 -> 7.23 us, 576x1536 2.63 -> 2.29, 192x576 1.92 -> 1.85, 1536x576 2.10 ->
+// 1.98; 3072x1536 equal; M = 2 / 4 on 4096x4096 7.70 -> 7.43 / equal, but M = 8 8.12 -> 8.61. With
+// more tiles its 2 blocks/SM lose (6144x4096 9.3 -> 11.9, 49152x576 13.7 -> 16.3, as variant 11).
 struct DecodePolicy {
-  bool many, u2, fk, w2;
+  bool many, u2, fk, w2, xpre;
 };
 DecodePolicy decode_policy(const Args& a) {
   const int ki = (a.K + 127) / 128;
@@ -1154,7 +1160,8 @@ DecodePolicy decode_policy(const Args& a) {
   const bool u2 = per_warp >= 8 && (many || tiles <= 264);
   const bool w2 = a.M == 1 && a.K % 256 == 0 && !u2 && (many || per_warp >= 8) && (a.gsh == 5 || (ki / 2 + 7) / 8 >= 3) &&
                   xs_smem_bytes(a, 8, 1, true) <= (size_t)kXsMaxSmem;
-  return {many, u2, a.K % 128 == 0, w2};
+  const bool xpre = a.M <= 4 && tiles <= 264 && !u2 && !w2;
+  return {many, u2, a.K % 128 == 0, w2, xpre};
 }
 
 // The register-path decode kernel with NT token tiles under policy p. NT = 4 (up to 32 columns, and
@@ -1164,6 +1171,9 @@ cudaError_t launch_registers(const Args& a, const DecodePolicy& p, cudaStream_t 
   if constexpr (NT == 4)
     return p.fk ? launch_decode<1, 4, 2, false, true, false, XF32>(a, stream, 8, false)
                 : launch_decode<1, 4, 2, false, false, false, XF32>(a, stream, 8, false);
+  if constexpr (NT == 1 && !XF32)
+    if (p.xpre)
+      return p.fk ? launch_decode<1, 1, 2, true, true>(a, stream, 8, false) : launch_decode<1, 1, 2, true>(a, stream, 8, false);
   constexpr int kMinBlocksU1 = NT == 1 ? 3 : 2;
   return p.u2 ? (p.fk ? launch_decode<2, NT, 2, false, true, false, XF32>(a, stream, 8, p.many)
                       : launch_decode<2, NT, 2, false, false, false, XF32>(a, stream, 8, p.many))

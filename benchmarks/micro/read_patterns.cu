@@ -2,12 +2,16 @@
 // what the memory system gives each pattern before any compute is added, and the best any read
 // method gets here (deeper unrolled loads, TMA bulk copies into a shared-memory ring). Prints one table.
 // Build: nvcc -O3 -std=c++17 -arch=sm_90 benchmarks/micro/read_patterns.cu -o build-gpu/read_patterns
+// Run: read_patterns (the 28672 x 4096 pattern table) | read_patterns sizes (the ceiling per issue shape)
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <vector>
 #include <algorithm>
+#include <string>
 
+// CKF: the same inside a timing lambda, which returns a negative time on failure.
+#define CKF(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e_)); return -1.f; } } while (0)
 #define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e_)); return 1; } } while (0)
 
 __device__ __forceinline__ uint4 ld_na(const void* p) {
@@ -137,7 +141,112 @@ __global__ void __launch_bounds__(256) k_tile(const uint8_t* q, int N, int RB, u
   if (acc == 0x12345678u) sink[0] = acc;
 }
 
-int main() {
+// Non-constant bytes (a hash of the index), so nothing on the way can shortcut a constant fill.
+__global__ void k_fill(uint32_t* p, size_t n4, uint32_t seed) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
+    uint32_t h = (uint32_t)i * 0x9E3779B1u ^ seed;
+    h ^= h >> 15; h *= 0x85EBCA77u; h ^= h >> 13;
+    p[i] = h;
+  }
+}
+
+// "sizes": the read ceiling at each issue shape's size. For the bytes an M = 1 call at gs 32 reads
+// (packed weights + bf16 scale and zero), the fastest of several plain contiguous read kernels,
+// timed as the benchmark times ours: back to back in a CUDA graph, rotating over >= 400 MB of
+// copies, median of 9 replays. Small calls pay the launch and DRAM ramp that a 1 GB copy does not.
+int sizes_mode() {
+  struct Shape { int N, K; };
+  const Shape shapes[] = {{4096, 4096}, {6144, 4096}, {4096, 14336}, {28672, 4096}, {21504, 5376},
+                          {5376, 21504}, {128256, 4096}, {192, 576}, {1536, 576}, {49152, 576}};
+  int sms = 0; cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  uint32_t* sink; CK(cudaMalloc(&sink, 4));
+  uint8_t *cs, *cd; CK(cudaMalloc(&cs, 1 << 30)); CK(cudaMalloc(&cd, 1 << 30));
+  CK(cudaMemset(cs, 0x5A, 1 << 30));
+  cudaStream_t st; CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  cudaEvent_t e0, e1; cudaEventCreate(&e0); cudaEventCreate(&e1);
+  std::vector<float> tcs;
+  for (int r = 0; r < 5; ++r) {
+    cudaEventRecord(e0, st);
+    for (int i = 0; i < 10; ++i) cudaMemcpyAsync(cd, cs, 1 << 30, cudaMemcpyDeviceToDevice, st);
+    cudaEventRecord(e1, st); cudaEventSynchronize(e1);
+    float ms; cudaEventElapsedTime(&ms, e0, e1); tcs.push_back(ms * 1e3f / 10);
+  }
+  std::sort(tcs.begin(), tcs.end());
+  const double copy_bw = 2.0 * (1 << 30) / (tcs[2] * 1e-6) / 1e9;
+  CK(cudaFree(cs)); CK(cudaFree(cd));
+  printf("D2D copy: %.0f GB/s (read+write)\n", copy_bw);
+  printf("us per call; columns: grid-stride 1 x 16B/lane at 4 / 8 / 16 blocks/SM, grid-stride 4 x 16B at 2 / 4 blocks/SM,\n"
+         "one pass (grid = all of it) 1 / 2 / 4 x 16B per thread, and on the packed weights alone (not the scales)\n"
+         "the matvec pattern: 64 / 128 B per row per iteration one block per tile, 128 B persistent 3/SM.\n"
+         "The summary line: the fastest over the whole bytes (not the weights-alone columns).\n");
+  for (const Shape& sh : shapes) {
+    const size_t bytes = ((size_t)sh.N * sh.K / 2 + (size_t)4 * sh.N * (sh.K / 32) + 15) / 16 * 16;
+    const size_t n16 = bytes / 16;
+    const int copies = (int)std::min<size_t>(256, std::max<size_t>(2, (400u << 20) / bytes + 1));
+    std::vector<uint8_t*> bufs(copies);
+    for (size_t i = 0; i < bufs.size(); ++i) {
+      CK(cudaMalloc(&bufs[i], bytes));
+      k_fill<<<1024, 256>>>((uint32_t*)bufs[i], bytes / 4, (uint32_t)i);
+    }
+    CK(cudaDeviceSynchronize());
+    const int inner = std::max(1, 1000 / copies);
+    auto time_graph = [&](auto launch) {
+      cudaGraph_t g; cudaGraphExec_t ge;
+      CKF(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+      for (int i = 0; i < inner; ++i)
+        for (auto* b : bufs) launch(b);
+      CKF(cudaStreamEndCapture(st, &g));
+      CKF(cudaGraphInstantiate(&ge, g, 0));
+      CKF(cudaGraphLaunch(ge, st));
+      CKF(cudaStreamSynchronize(st));
+      std::vector<float> ts;
+      for (int r = 0; r < 9; ++r) {
+        cudaEventRecord(e0, st); cudaGraphLaunch(ge, st); cudaEventRecord(e1, st); cudaEventSynchronize(e1);
+        float ms; cudaEventElapsedTime(&ms, e0, e1); ts.push_back(ms * 1e3f / (inner * copies));
+      }
+      cudaGraphExecDestroy(ge); cudaGraphDestroy(g);
+      std::sort(ts.begin(), ts.end());
+      return ts[4];
+    };
+    float best = 1e30f; char best_name[64] = "";
+    bool failed = false;
+    char line[512]; int lp = 0;
+    auto col = [&](float us) {
+      failed |= us < 0;
+      lp += snprintf(line + lp, sizeof line - lp, " %7.2f", us);
+    };
+    auto consider = [&](const char* name, float us) {
+      col(us);
+      if (us >= 0 && us < best) { best = us; snprintf(best_name, sizeof best_name, "%s", name); }
+    };
+    for (int bpsm : {4, 8, 16})
+      consider("grid-stride 1 x 16B, blocks/SM", time_graph([&](uint8_t* b) { k_contig<<<sms * bpsm, 256, 0, st>>>((const uint4*)b, n16, sink); }));
+    for (int bpsm : {2, 4})
+      consider("grid-stride 4 x 16B, blocks/SM", time_graph([&](uint8_t* b) { k_contig_un<4><<<sms * bpsm, 256, 0, st>>>((const uint4*)b, n16, sink); }));
+    for (int per : {1, 2, 4}) {  // one pass: every thread issues all of its loads at once
+      const int grid = (int)((n16 + 256 * per - 1) / (256 * per));
+      if (per == 1) consider("one pass, 1 x 16B/thread", time_graph([&](uint8_t* b) { k_contig<<<grid, 256, 0, st>>>((const uint4*)b, n16, sink); }));
+      if (per == 2) consider("one pass, 2 x 16B/thread", time_graph([&](uint8_t* b) { k_contig_un<2><<<grid, 256, 0, st>>>((const uint4*)b, n16, sink); }));
+      if (per == 4) consider("one pass, 4 x 16B/thread", time_graph([&](uint8_t* b) { k_contig_un<4><<<grid, 256, 0, st>>>((const uint4*)b, n16, sink); }));
+    }
+    // The matvec pattern on the packed weights alone (N rows of K/2 bytes; these columns time fewer bytes).
+    const int RB = sh.K / 2, tiles = sh.N / 16;
+    col(time_graph([&](uint8_t* b) { k_tile<16, 1><<<tiles, 256, 0, st>>>(b, sh.N, RB, sink, 0); }));
+    col(time_graph([&](uint8_t* b) { k_tile<32, 1><<<tiles, 256, 0, st>>>(b, sh.N, RB, sink, 0); }));
+    col(time_graph([&](uint8_t* b) { k_tile<32, 1><<<std::min(tiles, sms * 3), 256, 0, st>>>(b, sh.N, RB, sink, 0); }));
+    CK(cudaGetLastError());
+    if (failed) return 1;
+    printf("%s\n", line);
+    const double gbs = bytes / (best * 1e-6) / 1e9;
+    char shn[32]; snprintf(shn, sizeof shn, "%dx%d", sh.N, sh.K);
+    printf("%-14s %10zu %9.2f %7.1f  %s\n", shn, bytes, best, 100 * gbs / copy_bw, best_name);
+    for (auto* b : bufs) CK(cudaFree(b));
+  }
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "sizes") return sizes_mode();
   const int N = 28672, RB = 2048;  // 28672 x 4096 int4 weights
   const size_t bytes = (size_t)N * RB;
   const int copies = 8;  // 470 MB: defeats the 50 MB L2

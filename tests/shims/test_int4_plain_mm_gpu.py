@@ -210,6 +210,18 @@ def test_w2_decode_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, w2):
     assert ran == w2, names
 
 
+@pytest.mark.parametrize("M", [1, 4, 8])
+@pytest.mark.parametrize("N,K,xpre", [(192, 576, True), (576, 1536, True), (4096, 4096, True), (4224, 4096, True),
+                                      (4240, 4096, False), (6144, 4096, False), (49152, 576, False), (4096, 14336, False)])
+def test_x_with_the_weights_where_the_grid_is_one_wave(shims_lib, dev, M, N, K, xpre):
+    """M <= 4: up to 264 row tiles (one wave at 2 blocks/SM) and no U = 2 load x together with the
+    weights (decode_policy's xpre); more tiles, long K (U = 2) or M = 8 keep the compute-time x loads."""
+    import re
+    names = launched_kernels(lambda: check(shims_lib, M, N, K, 32, dev))
+    ran = any(re.search(r"int4_mm_decode_kernel<1, 1, 2, true", n) for n in names)
+    assert ran == (xpre and M <= 4), names
+
+
 def test_sm90_split_k_is_what_runs_for_few_tiles(shims_lib, dev):
     """8 weight-row tiles of 128 and one token tile: far under one wave of SMs, so the default dispatch
     splits K over clusters (launch_prefill_hopper); the result is checked against float64."""
