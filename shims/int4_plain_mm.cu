@@ -38,12 +38,20 @@ namespace {
 // ------------------------------------------------------------------------------------------------
 // Small device helpers (inline PTX; all are sm_80+).
 
+// Weights are read exactly once: don't allocate them in L1. L2_128: on an L2 miss, fetch the whole
+// 128-byte line from DRAM (the .L2::128B prefetch size), for patterns that read half a line now and
+// the other half one k-iteration later (the decode kernel's L2P).
+template <bool L2_128 = false>
 __device__ __forceinline__ uint4 ld_stream_u4(const void* p) {
-  // Weights are read exactly once: don't allocate them in L1.
   uint4 r;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-      : "l"(p));
+  if constexpr (L2_128)
+    asm("ld.global.nc.L1::no_allocate.L2::128B.v4.u32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+  else
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
   return r;
 }
 
@@ -231,13 +239,15 @@ struct DecodeBatch {
 // lanes of a phase read 64 contiguous bytes (no bank conflict) and the g lanes broadcast.
 // Needs K/128 * 256 bytes of shared memory per block. (With M > 1 the token index sits between
 // t's and made 2-4-way bank conflicts: measured 6 % slower at M = 2, 35 % at M = 8.)
+// L2P (XS, not W2): the weight loads ask L2 for whole 128-byte lines (.L2::128B). A 128-k iteration
+// reads 64 bytes of each row, and the warp's next iteration the other half of the line.
 // XF32: x and out are f32 [M/2, K] and [M/2, N]; M counts MMA columns, column c is the hi (c even)
 // or lo (c odd) bf16 part of activation row c/2 (split8). The two parts of a row land in the same
 // lane's accumulators (d0/d1), so the epilogue adds them and writes f32, never rounding to bf16.
 // XF32 + XS (one f32 row): both parts are staged, [k-iteration][word i][part][chunk t], and lane g
 // reads part g & 1 (lanes g >= 2 feed unused columns); 8 distinct 16-byte reads per phase.
 template <int U, int NT, int MINB, bool XPRE, bool FULLK = false, bool XS = false, bool XF32 = false,
-          bool W2 = false>
+          bool W2 = false, bool L2P = false>
 __global__ void __launch_bounds__(256, MINB)
     int4_mm_decode_kernel(const void* __restrict__ xv_, const uint8_t* __restrict__ q,
                           const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
@@ -340,6 +350,7 @@ __global__ void __launch_bounds__(256, MINB)
     __syncwarp();
   }
 
+  static_assert(!L2P || (XS && !W2), "L2P: the staged-x 128-k kernel");
   auto load = [&](DecodeBatch<U, XPRE, W2>& b, int itb) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -376,8 +387,8 @@ __global__ void __launch_bounds__(256, MINB)
       }
       const int kb = it * 128 + t * 32;
       if (it < it_end && (FULLK || kb < K)) {
-        b.w0[u] = ld_stream_u4(q0 + (kb >> 1));
-        b.w1[u] = ld_stream_u4(q1 + (kb >> 1));
+        b.w0[u] = ld_stream_u4<L2P>(q0 + (kb >> 1));
+        b.w1[u] = ld_stream_u4<L2P>(q1 + (kb >> 1));
         const int grp = kb >> gs_shift;
         b.s0[u] = ld_nc_u16(s0p + grp);
         b.z0[u] = ld_nc_u16(z0p + grp);
@@ -900,9 +911,9 @@ int decode_overlap(const Args& a, int wk, bool persistent) {
 // XF32: a.M is the MMA column count, 2 x the f32 rows (see the kernel). M > 32 columns: one grid row
 // (blockIdx.y) per 32 columns (NT = 4 only).
 template <int U, int NT, int MINB, bool XPRE = false, bool FULLK = false, bool XS = false, bool XF32 = false,
-          bool W2 = false>
+          bool W2 = false, bool L2P = false>
 cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persistent) {
-  auto kernel = int4_mm_decode_kernel<U, NT, MINB, XPRE, FULLK, XS, XF32, W2>;
+  auto kernel = int4_mm_decode_kernel<U, NT, MINB, XPRE, FULLK, XS, XF32, W2, L2P>;
   const int tiles = (a.N + 15) / 16;
   const int ki = (a.K + (W2 ? 255 : 127)) / (W2 ? 256 : 128);
   wk = wk < 1 ? 1 : wk > 8 ? 8 : wk;
@@ -1248,6 +1259,9 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
       if (variant == 27) return launch_decode<1, 1, 2, false, true, true, false, true>(a, stream, 8, true);
       if (variant == 28) return launch_decode<1, 1, 3, false, true, true, false, true>(a, stream, 8, false);
       return launch_decode<1, 1, 2, false, true, false, false, true>(a, stream, 8, false);
+    case 30:  // XS U1 persistent with whole-line L2 fetches (L2P)
+      if (a.K % 128 != 0 || !xs_fits(a)) break;
+      return launch_decode<1, 1, 3, false, true, true, false, false, true>(a, stream, 8, true);
     case 8: return launch_prefill<4>(a, stream);
     case 9: return launch_prefill(a, stream);
     case 17: return launch_prefill<kPrefillStages, false, 64>(a, stream);
@@ -1258,11 +1272,18 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
     if (p.w2) return launch_decode<1, 1, 3, false, true, true, false, true>(a, stream, 8, p.many);
     // Persistent blocks stage x once in shared memory and reuse it for every row tile (XS: +4-5 %
     // on 21504x5376 and 128256x4096, equal on 28672x4096; with few tiles the staging does not pay).
-    if (p.many && xs_fits(a))
+    // At gs >= 128 the weight loads fetch whole L2 lines (L2P; H100, same visit, two reps, notes v36:
+    // 28672x4096 gs 128 27.1 -> 25.3 us, 128256x4096 107.5 -> 104.9; at gs 64 equal or 1 % slower,
+    // on the other decode paths equal or slower: 6144x4096 gs 128 8.2 -> 9.0 us; .L2::256B was
+    // 10-30 % slower everywhere).
+    if (p.many && xs_fits(a)) {
+      if (a.gsh >= 7 && !p.u2)  // (gs >= 128: K % 128 == 0, FULLK)
+        return launch_decode<1, 1, 3, false, true, true, false, false, true>(a, stream, 8, true);
       return p.u2 ? (p.fk ? launch_decode<2, 1, 2, false, true, true>(a, stream, 8, true)
                           : launch_decode<2, 1, 2, false, false, true>(a, stream, 8, true))
                   : (p.fk ? launch_decode<1, 1, 3, false, true, true>(a, stream, 8, true)
                           : launch_decode<1, 1, 3, false, false, true>(a, stream, 8, true));
+    }
     return a.M <= 8 ? launch_registers<1, false>(a, p, stream) : launch_registers<2, false>(a, p, stream);
   }
   // Hopper: the wgmma kernel (int4_plain_mm_sm90.cuh) for M > 64, and from M > kHopperMinM where

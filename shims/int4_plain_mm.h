@@ -135,7 +135,8 @@ int int4_cuda_int4_plain_mm_f32(const void* x,      /* f32   [M, K]    */
  * above; else the default dispatch. 26 / 27 / 28 = the decode kernel with 256 k per k-iteration (W2)
  * and x staged in shared memory: persistent at 3 / 2 blocks per SM, one block per row tile; 29 = W2
  * without staging, one block per row tile (26-28: M == 1, 29: M <= 8, all K % 256 == 0; else the
- * default dispatch). Other values = default dispatch. */
+ * default dispatch). 30 = 13 with whole 128-byte lines fetched into L2 for the weights (M == 1,
+ * K % 128 == 0; else the default dispatch). Other values = default dispatch. */
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                     int64_t group_size, int4_cuda_stream_t stream, int variant);

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.gpu
 
 M_PATHS = [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 63, 64, 65, 128, 512]
-DECODE_VARIANTS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 26, 27, 28, 29]  # see int4_cuda_int4_plain_mm_variant in shims/int4_plain_mm.h
+DECODE_VARIANTS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 26, 27, 28, 29, 30]  # see int4_cuda_int4_plain_mm_variant in shims/int4_plain_mm.h
 PREFILL_VARIANT = 9
 PREFILL_BM64_VARIANT = 17  # the prefill kernel with 64-token tiles
 
@@ -96,7 +96,7 @@ def test_llama_shape(shims_lib, dev, M, gs):
 
 # Many row tiles at M = 1: the default takes the persistent kernel that stages x in shared memory
 # (XS), with and without K % 128 == 0.
-@pytest.mark.parametrize("N,K,gs", [(8000, 4096, 32), (8000, 4096, 128), (6500, 2080, 32), (7001, 5376, 64)])
+@pytest.mark.parametrize("N,K,gs", [(8000, 4096, 32), (8000, 4096, 128), (7001, 4096, 128), (6500, 2080, 32), (7001, 5376, 64)])
 def test_many_tiles_m1(shims_lib, dev, N, K, gs):
     check(shims_lib, 1, N, K, gs, dev)
 
@@ -206,8 +206,19 @@ def test_w2_decode_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, w2):
     K % 256 != 0 and U = 2 keep the 128-k one."""
     import re
     names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
-    ran = any(re.search(r"int4_mm_decode_kernel<1, 1, 3, false, true, true, false, true>", n) for n in names)
+    ran = any(re.search(r"int4_mm_decode_kernel<1, 1, 3, false, true, true, false, true, false>", n) for n in names)
     assert ran == w2, names
+
+
+@pytest.mark.parametrize("N,K,gs,l2p", [(8000, 4096, 128, True), (7001, 4096, 128, True), (8000, 4096, 64, False),
+                                        (8000, 4096, 32, False), (4096, 4096, 128, False), (8000, 5376, 128, False)])
+def test_whole_line_l2_fetches_where_they_paid(shims_lib, dev, N, K, gs, l2p):
+    """M = 1 at gs >= 128 on the persistent staged-x kernel (many row tiles, no W2, no U = 2): the weight
+    loads fetch whole 128-byte lines into L2 (L2P); gs 64, W2 (8000x5376) and one-wave grids do not."""
+    import re
+    names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
+    ran = any(re.search(r"int4_mm_decode_kernel<1, 1, 3, false, true, true, false, false, true>", n) for n in names)
+    assert ran == l2p, names
 
 
 @pytest.mark.parametrize("M", [1, 4, 8])
