@@ -1156,7 +1156,7 @@ cudaError_t chunked_decode_pays(const Args& a, int cols, int max_cols, int token
 // there W2 needs >= 3 iterations per warp.
 // xpre (M <= 4): grids of at most one wave at 2 blocks/SM (<= 264 row tiles) without U = 2 are
 // latency-bound, and there loading x with the weights (XPRE) overlaps the two DRAM/L2 round trips
-// that the compute-time x loads would serialize. H100, old vs new library in one visit (notes v34):
+// that the compute-time x loads would serialize. H100, old vs new library in one visit (notes v37):
 // M = 1 gs 32 4096x4096 7.90 -> 7.23 us, 576x1536 2.63 -> 2.29, 192x576 1.92 -> 1.85, 1536x576 2.10 ->
 // 1.98; 3072x1536 equal; M = 2 / 4 on 4096x4096 7.70 -> 7.43 / equal, but M = 8 8.12 -> 8.61. With
 // more tiles its 2 blocks/SM lose (6144x4096 9.3 -> 11.9, 49152x576 13.7 -> 16.3, as variant 11).
@@ -1272,8 +1272,8 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
     if (p.w2) return launch_decode<1, 1, 3, false, true, true, false, true>(a, stream, 8, p.many);
     // Persistent blocks stage x once in shared memory and reuse it for every row tile (XS: +4-5 %
     // on 21504x5376 and 128256x4096, equal on 28672x4096; with few tiles the staging does not pay).
-    // At gs >= 128 the weight loads fetch whole L2 lines (L2P; H100, same visit, two reps, notes v36:
-    // 28672x4096 gs 128 27.1 -> 25.3 us, 128256x4096 107.5 -> 104.9; at gs 64 equal or 1 % slower,
+    // At gs >= 128 the weight loads fetch whole L2 lines (L2P; H100, same visit, two reps, notes v38:
+    // 28672x4096 gs 128 27.2 -> 25.2 us, 128256x4096 106.6 -> 102.7; at gs 64 equal or 1 % slower,
     // on the other decode paths equal or slower: 6144x4096 gs 128 8.2 -> 9.0 us; .L2::256B was
     // 10-30 % slower everywhere).
     if (p.many && xs_fits(a)) {
