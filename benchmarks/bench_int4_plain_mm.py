@@ -44,7 +44,7 @@ SM90_VARIANTS = ((19, "sm90 policy"), (20, "sm90 BT128"), (21, "sm90 BT256"), (2
                  (24, "sm90 BT256 split 4"), (25, "sm90 BT128 split 4"))
 F32_VARIANTS = {13: "XS persistent", 14: "XS block/tile", 15: "XS U2 persistent", 9: "prefill kernel", 16: "decode kernel, token chunks",
                 17: "prefill kernel, BM 64", 18: "no XS (x split per lane)"}
-DECODE_VARIANTS = {26: "W2 XS persistent 3/SM", 27: "W2 XS persistent 2/SM", 28: "W2 XS block/tile", 29: "W2 block/tile", 4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent", 13: "XS U1 persistent", 14: "XS U1 block/tile", 15: "XS U2 persistent", 30: "XS U1 persistent, whole-line L2 fetches"}
+DECODE_VARIANTS = {26: "W2 XS persistent 3/SM", 27: "W2 XS persistent 2/SM", 28: "W2 XS block/tile", 29: "W2 block/tile", 4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent", 13: "XS U1 persistent", 14: "XS U1 block/tile", 15: "XS U2 persistent", 30: "XS U1 persistent, whole-line L2 fetches", 31: "TMA ring (sm_90a)"}
 
 
 def find_lib(explicit):

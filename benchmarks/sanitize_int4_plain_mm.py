@@ -17,8 +17,8 @@ lib.int4_cuda_int4_plain_mm_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i6
 bad = 0
 for M in [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 63, 64, 65, 128, 512]:
     # (17920, 128, 32) at M = 512: on an H100 the Hopper tile choice splits into two launches.
-    for (N, K, gs) in [(200, 576, 64), (200, 576, 32), (37, 1536, 256), (130, 96, 32), (70, 512, 32)] + ([(17920, 128, 32)] if M == 512 else []):
-        variants = [0, 8, 9, 17, 19, 20, 21, 22, 23, 24, 25] + ([1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 26, 27, 28, 29, 30] if M <= 32 else [16])
+    for (N, K, gs) in [(200, 576, 64), (200, 576, 32), (37, 1536, 256), (130, 96, 32), (70, 512, 32), (37, 2560, 64)] + ([(17920, 128, 32)] if M == 512 else []):
+        variants = [0, 8, 9, 17, 19, 20, 21, 22, 23, 24, 25] + ([1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 26, 27, 28, 29, 30, 31] if M <= 32 else [16])
         for v in variants:
             x = torch.randn(M, K, device="cuda").to(torch.bfloat16)
             q = torch.randint(0, 256, (N, K // 2), dtype=torch.uint8, device="cuda")

@@ -823,6 +823,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2)
 }
 
 #include "int4_plain_mm_sm90.cuh"
+#include "int4_plain_mm_tma_decode.cuh"
 
 constexpr int kPrefillStages = 3;
 
@@ -1119,6 +1120,88 @@ cudaError_t device_sms(int* sms) {
   return e;
 }
 
+// The TMA-ring decode kernel (int4_plain_mm_tma_decode.cuh): M = 1, K % 256 == 0, 16-byte scale
+// rows (K / gs % 8 == 0) and 16-byte aligned weights, scales and zeros, on a device and library
+// with sm_90a (sm90_prefill_available's test, which also needs K % 64 == 0).
+constexpr int kTdMaxSmem = 227 * 1024;  // the largest opt-in shared memory per block (sm_90)
+constexpr int kTdMaxK = 65536;           // staged x 64 KB: the slots still fit in kTdMaxSmem
+cudaError_t tma_decode_available(const Args& a, bool* ok) {
+  *ok = false;
+  if (a.M != 1 || a.K % 256 != 0 || a.K > kTdMaxK || (a.K >> a.gsh) % 8 != 0 ||
+      ((reinterpret_cast<uintptr_t>(a.q) | reinterpret_cast<uintptr_t>(a.s) | reinterpret_cast<uintptr_t>(a.z)) & 15) != 0)
+    return cudaSuccess;
+  return sm90_prefill_available(a, ok);
+}
+
+// Ring slots and blocks per SM (H100, notes v42, against the register kernels in one visit): 2 slots
+// at 2 blocks/SM were the fastest; deeper rings were slower (28672x4096 gs 32: 28.4 us with 2
+// slots, 29.8 with 3, 30.1 with 4), and so were 3 blocks/SM (29.7) and 1 (32.0, 10 slots).
+constexpr int kTdSlots = 2;
+constexpr int kTdBlocksPerSm = 2;
+
+// Where the TMA ring pays (same visits): streams of >= 8 stages per resident block whose stages are
+// >= 7/8 full. 28672x4096 gs 32 31.5 -> 28.4 us, 128256x4096 121.9 -> 111.3, 21504x5376 30.6 ->
+// 29.3, 5376x21504 34.1 -> 32.7, 28672x4096 gs 64 29.3 -> 26.5. Shorter streams lose to the register
+// kernels' XPRE / overlap paths (4096x4096 7.3 -> 7.9 us, 6144x4096 9.7 -> 10.3; 4096x14336 with 6.8
+// stages per block equal), and so does K = 1536 (one stage of 6 boxes: 2 of 8 warps idle; 49152x1536
+// 20.4 -> 22.1).
+cudaError_t tma_decode_pays(const Args& a, bool* pays) {
+  *pays = false;
+  bool ok = false;
+  cudaError_t e = tma_decode_available(a, &ok);
+  if (e != cudaSuccess || !ok) return e;
+  int sms = 0;
+  e = device_sms(&sms);
+  if (e != cudaSuccess) return e;
+  const int64_t ki = a.K / 256, stages = (ki + TD_CONSUMERS - 1) / TD_CONSUMERS, tiles = (a.N + 15) / 16;
+  *pays = ki * 8 >= 7 * TD_CONSUMERS * stages && tiles * stages >= 8 * (int64_t)kTdBlocksPerSm * sms;
+  return cudaSuccess;
+}
+
+// Persistent, kTdBlocksPerSm blocks per SM of kTdSlots ring slots (1 block/SM where the staged x of a
+// long K leaves no room for two).
+cudaError_t launch_decode_tma(const Args& a, cudaStream_t stream) {
+  auto kernel = int4_mm_decode_tma_kernel;
+  static std::atomic<int> smem_per_sm_cache[kMaxDevices];
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
+  int smem_per_sm = dev < kMaxDevices ? smem_per_sm_cache[dev].load(std::memory_order_relaxed) : 0;
+  if (smem_per_sm <= 0) {
+    e = cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+    if (e != cudaSuccess) return e;
+    if (dev < kMaxDevices) smem_per_sm_cache[dev].store(smem_per_sm, std::memory_order_relaxed);
+  }
+  int sms = 0;
+  e = device_sms(&sms);
+  if (e != cudaSuccess) return e;
+  constexpr int kReservedPerBlock = 1024;  // the driver's per-block shared memory
+  const size_t smem = tma_decode_smem_bytes(a.K, kTdSlots);
+  if (smem > (size_t)kTdMaxSmem) return cudaErrorInvalidConfiguration;  // a launcher bug: see kTdMaxK
+  const int blocks_per_sm = smem + kReservedPerBlock <= (size_t)smem_per_sm / kTdBlocksPerSm ? kTdBlocksPerSm : 1;
+  PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  e = tensor_map_encoder(&fn);
+  if (e != cudaSuccess) return e;
+  const int G = a.K >> a.gsh, SG = TD_STAGE_K >> a.gsh, IB = 2 * SG;
+  const CUtensorMapSwizzle swz = IB == 128  ? CU_TENSOR_MAP_SWIZZLE_128B
+                                 : IB == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
+                                 : IB == 32 ? CU_TENSOR_MAP_SWIZZLE_32B
+                                            : CU_TENSOR_MAP_SWIZZLE_NONE;
+  CUtensorMap tm_q, tm_s, tm_z;
+  e = encode_2d(fn, &tm_q, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, a.q, a.N, a.K / 2, 16, 128, CU_TENSOR_MAP_SWIZZLE_128B);
+  if (e == cudaSuccess) e = encode_2d(fn, &tm_s, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, a.s, a.N, G, 16, SG, swz);
+  if (e == cudaSuccess) e = encode_2d(fn, &tm_z, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, a.z, a.N, G, 16, SG, swz);
+  if (e != cudaSuccess) return e;
+  e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  if (e != cudaSuccess) return e;
+  const int tiles = (a.N + 15) / 16;
+  const int grid = std::min(tiles, sms * blocks_per_sm);
+  const cudaError_t le = int4_cuda::launch(kernel, dim3(grid), dim3(TD_THREADS), smem, stream, tm_q, tm_s, tm_z,
+                                           static_cast<const uint16_t*>(a.x), static_cast<uint16_t*>(a.out), a.N,
+                                           a.K, a.gsh, kTdSlots);
+  return le != cudaSuccess ? le : cudaGetLastError();
+}
+
 // Past the decode kernel's 32 MMA columns, up to max_cols: the decode kernel over 32-column token
 // chunks (one grid row each) instead of the prefill kernel when the latter would have fewer blocks
 // than SMs (few weight rows: its blocks then walk all of K serially). Each chunk re-reads the
@@ -1262,10 +1345,23 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
     case 30:  // XS U1 persistent with whole-line L2 fetches (L2P)
       if (a.K % 128 != 0 || !xs_fits(a)) break;
       return launch_decode<1, 1, 3, false, true, true, false, false, true>(a, stream, 8, true);
+    case 31: {  // TMA-ring decode where available
+      bool ok = false;
+      const cudaError_t e = tma_decode_available(a, &ok);
+      if (e != cudaSuccess) return e;
+      if (!ok) break;
+      return launch_decode_tma(a, stream);
+    }
     case 8: return launch_prefill<4>(a, stream);
     case 9: return launch_prefill(a, stream);
     case 17: return launch_prefill<kPrefillStages, false, 64>(a, stream);
     default: break;
+  }
+  if (a.M == 1) {
+    bool tma = false;
+    const cudaError_t e = tma_decode_pays(a, &tma);
+    if (e != cudaSuccess) return e;
+    if (tma) return launch_decode_tma(a, stream);
   }
   if (a.M <= 16) {
     const DecodePolicy p = decode_policy(a);

@@ -46,6 +46,12 @@
  *   M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M : decode kernel, tensor-core matvec; all M rows are fused
  *                                          so every weight byte is read once (M <= 8 costs about
  *                                          the same as M = 1).
+ *   M == 1 on a compute-capability 9.0 : instead, the TMA-ring decode kernel
+ *   GPU, in a library built with sm_90a, (int4_plain_mm_tma_decode.cuh: one producer thread
+ *   K % 256 == 0, K <= 65536,            streams weights, scales and zeros into shared memory
+ *   K / group_size % 8 == 0, qdata /     with the TMA unit; 8 warps compute from it) where each
+ *   scale / zero 16-byte aligned         resident block streams >= 8 stages of 2048 k, each
+ *                                        >= 7/8 full. Same numerics.
  *   M <= 128 where the prefill kernel would : the decode kernel over token chunks of 32 (one grid row
  *   have fewer blocks than SMs (few rows)     each; the chunks share the weight reads through L2).
  *   otherwise                            : prefill kernel, tiled tensor-core GEMM with the dequant
@@ -136,7 +142,8 @@ int int4_cuda_int4_plain_mm_f32(const void* x,      /* f32   [M, K]    */
  * and x staged in shared memory: persistent at 3 / 2 blocks per SM, one block per row tile; 29 = W2
  * without staging, one block per row tile (26-28: M == 1, 29: M <= 8, all K % 256 == 0; else the
  * default dispatch). 30 = 13 with whole 128-byte lines fetched into L2 for the weights (M == 1,
- * K % 128 == 0; else the default dispatch). Other values = default dispatch. */
+ * K % 128 == 0; else the default dispatch). 31 = the TMA-ring decode kernel (M == 1 where it is
+ * available, see the kernel choice above; else the default dispatch). Other values = default dispatch. */
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                     int64_t group_size, int4_cuda_stream_t stream, int variant);

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.gpu
 
 M_PATHS = [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 63, 64, 65, 128, 512]
-DECODE_VARIANTS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 26, 27, 28, 29, 30]  # see int4_cuda_int4_plain_mm_variant in shims/int4_plain_mm.h
+DECODE_VARIANTS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 26, 27, 28, 29, 30, 31]  # see int4_cuda_int4_plain_mm_variant in shims/int4_plain_mm.h
 PREFILL_VARIANT = 9
 PREFILL_BM64_VARIANT = 17  # the prefill kernel with 64-token tiles
 
@@ -116,7 +116,7 @@ def test_variants(shims_lib, dev, variant, M, N, K, gs):
     check(shims_lib, M, N, K, gs, dev, variant=variant)
 
 
-@pytest.mark.parametrize("M,variant", [(1, None), (8, None), (32, None), (1, 26), (1, 28), (1, 29), (8, 29)])
+@pytest.mark.parametrize("M,variant", [(1, None), (8, None), (32, None), (1, 26), (1, 28), (1, 29), (8, 29), (1, 31)])
 def test_scale_zero_only_2byte_aligned(shims_lib, dev, M, variant):
     """The contract asks scale/zero for 2-byte alignment only: no kernel may assume wider loads of them."""
     N, K, gs = 1000, 1536, 32
@@ -219,6 +219,37 @@ def test_whole_line_l2_fetches_where_they_paid(shims_lib, dev, N, K, gs, l2p):
     names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
     ran = any(re.search(r"int4_mm_decode_kernel<1, 1, 3, false, true, true, false, false, true>", n) for n in names)
     assert ran == l2p, names
+
+
+def tma_ring_available(dev):
+    return torch.cuda.get_device_capability(dev) == (9, 0)
+
+
+# The TMA-ring decode kernel (variant 31) on every case its index arithmetic has: N past the last full
+# row tile, a last stage with fewer than 8 boxes (K = 5376: 21 of 24), many row tiles per block, long K,
+# a scale box of 128 / 64 / 32 / 16 bytes per row (gs 32 / 64 / 128 / 256: each its own swizzle),
+# one 256-k iteration, and the one-block-per-SM fallback for long K.
+@pytest.mark.parametrize("N,K,gs", [(1000, 2048, 32), (333, 5376, 32), (9000, 4096, 32), (9000, 4096, 64),
+                                    (4097, 4096, 128), (4096, 4096, 256), (17, 256, 32), (5000, 14336, 32),
+                                    (64, 21504, 128), (300, 49152, 64)])
+def test_tma_ring_decode(shims_lib, dev, N, K, gs):
+    if not tma_ring_available(dev):
+        pytest.skip("needs a compute-capability 9.0 GPU (sm_90a)")
+    names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev, variant=31))
+    assert any("int4_mm_decode_tma_kernel" in n for n in names), names
+
+
+@pytest.mark.parametrize("N,K,gs,tma", [(28672, 4096, 32, True), (21504, 5376, 32, True), (5376, 21504, 32, True),
+                                         (28672, 4096, 128, True), (4096, 4096, 32, False), (6144, 4096, 32, False),
+                                         (49152, 1536, 32, False), (8000, 5376, 128, False)])
+def test_tma_ring_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, tma):
+    """M = 1 on Hopper: long weight streams per block (>= 8 stages of 2048 k per resident block, stages
+    >= 7/8 full) take the TMA-ring kernel; one-wave grids, K = 1536 (6 of 8 boxes) and scale rows that
+    are not 16-byte multiples (K = 5376 at gs 128) keep the register kernels."""
+    if not tma_ring_available(dev):
+        pytest.skip("needs a compute-capability 9.0 GPU (sm_90a)")
+    names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
+    assert any("int4_mm_decode_tma_kernel" in n for n in names) == tma, names
 
 
 @pytest.mark.parametrize("M", [1, 4, 8])
