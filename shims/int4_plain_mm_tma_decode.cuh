@@ -140,6 +140,11 @@ __global__ void __launch_bounds__(TD_THREADS, 2)
   const bool pair = gs_shift == 5;
   int gi = 0, parity = 0;
   for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, parity ^= 1) {
+#ifndef TD_NOTRIG
+    // On its last tile the block lets the next kernel launch: its blocks then take the slots that
+    // finished blocks free (pdl_wait() in them waits for this whole grid).
+    if (tile + (int)gridDim.x >= tiles) int4_cuda::pdl_trigger();
+#endif
     float acc[2][4] = {};  // one per 32-k half: two independent MMA chains
     for (int s = 0; s < NS; ++s, ++gi) {
       const int slot = gi % S;
