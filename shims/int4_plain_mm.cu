@@ -1139,12 +1139,16 @@ cudaError_t tma_decode_available(const Args& a, bool* ok) {
 constexpr int kTdSlots = 2;
 constexpr int kTdBlocksPerSm = 2;
 
-// Where the TMA ring pays (same visits): streams of >= 8 stages per resident block whose stages are
-// >= 7/8 full. 28672x4096 gs 32 31.5 -> 28.4 us, 128256x4096 121.9 -> 111.3, 21504x5376 30.6 ->
-// 29.3, 5376x21504 34.1 -> 32.7, 28672x4096 gs 64 29.3 -> 26.5. Shorter streams lose to the register
-// kernels' XPRE / overlap paths (4096x4096 7.3 -> 7.9 us, 6144x4096 9.7 -> 10.3; 4096x14336 with 6.8
-// stages per block equal), and so does K = 1536 (one stage of 6 boxes: 2 of 8 warps idle; 49152x1536
-// 20.4 -> 22.1).
+// Where the TMA ring pays (H100, notes v42-v43, against the register kernels in the same visits; stages
+// >= 7/8 full in every case: K = 1536 has one stage of 6 boxes, 2 of 8 warps idle, and 49152x1536
+// lost 10 %):
+//  * gs <= 64 from about two rounds of row tiles per resident block: 8192x4096 13.3 -> 11.1 us,
+//    10240x4096 -9 %, 12288x4096 -12 %, 28672x4096 31.5 -> 28.4, 21504x5376 -4 %, 128256x4096 -9 %,
+//    gs 64 28672x4096 -10 %; and with more than one round where each block streams >= 8 stages
+//    (5376x21504: 1.3 rounds, 14 stages, -4 %). One round loses or ties (4096x16384 +3.5 %,
+//    4096x14336 and 4096x11008 equal), and so does 6144x4096 (1.5 rounds, 2.9 stages: +6.6 %).
+//  * gs >= 128, where the register kernel fetches whole L2 lines (L2P), only for long streams (>= 16
+//    stages per block: 128256x4096 -4 %); 28672x4096 ties, 14336x4096 +7 %, 5376x21504 +4 %.
 cudaError_t tma_decode_pays(const Args& a, bool* pays) {
   *pays = false;
   bool ok = false;
@@ -1154,7 +1158,9 @@ cudaError_t tma_decode_pays(const Args& a, bool* pays) {
   e = device_sms(&sms);
   if (e != cudaSuccess) return e;
   const int64_t ki = a.K / 256, stages = (ki + TD_CONSUMERS - 1) / TD_CONSUMERS, tiles = (a.N + 15) / 16;
-  *pays = ki * 8 >= 7 * TD_CONSUMERS * stages && tiles * stages >= 8 * (int64_t)kTdBlocksPerSm * sms;
+  const int64_t blocks = (int64_t)kTdBlocksPerSm * sms, stream = tiles * stages;  // stages of all tiles
+  if (ki * 8 < 7 * TD_CONSUMERS * stages) return cudaSuccess;
+  *pays = a.gsh >= 7 ? stream >= 16 * blocks : 10 * tiles >= 19 * blocks || (tiles > blocks && stream >= 8 * blocks);
   return cudaSuccess;
 }
 

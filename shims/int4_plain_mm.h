@@ -50,8 +50,10 @@
  *   GPU, in a library built with sm_90a, (int4_plain_mm_tma_decode.cuh: one producer thread
  *   K % 256 == 0, K <= 65536,            streams weights, scales and zeros into shared memory
  *   K / group_size % 8 == 0, qdata /     with the TMA unit; 8 warps compute from it) where each
- *   scale / zero 16-byte aligned         resident block streams >= 8 stages of 2048 k, each
- *                                        >= 7/8 full. Same numerics.
+ *   scale / zero 16-byte aligned         block has a long weight stream (launcher's
+ *                                        tma_decode_pays: about two rounds of 16-row tiles per
+ *                                        resident block at gs <= 64, >= 16 stages of 2048 k at
+ *                                        gs >= 128; stages >= 7/8 full). Same numerics.
  *   M <= 128 where the prefill kernel would : the decode kernel over token chunks of 32 (one grid row
  *   have fewer blocks than SMs (few rows)     each; the chunks share the weight reads through L2).
  *   otherwise                            : prefill kernel, tiled tensor-core GEMM with the dequant

@@ -197,7 +197,7 @@ def launched_kernels(fn):
     return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
 
 
-@pytest.mark.parametrize("N,K,gs,w2", [(8000, 4096, 32, True), (5376, 21248, 64, True), (8000, 5376, 128, True),
+@pytest.mark.parametrize("N,K,gs,w2", [(7000, 4096, 32, True), (5376, 21248, 64, True), (8000, 5376, 128, True),
                                         (4096, 4096, 32, False), (8000, 2080, 32, False), (4096, 14336, 32, False),
                                         (8000, 4096, 128, False)])
 def test_w2_decode_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, w2):
@@ -240,13 +240,19 @@ def test_tma_ring_decode(shims_lib, dev, N, K, gs):
     assert any("int4_mm_decode_tma_kernel" in n for n in names), names
 
 
-@pytest.mark.parametrize("N,K,gs,tma", [(28672, 4096, 32, True), (21504, 5376, 32, True), (5376, 21504, 32, True),
-                                         (28672, 4096, 128, True), (4096, 4096, 32, False), (6144, 4096, 32, False),
-                                         (49152, 1536, 32, False), (8000, 5376, 128, False)])
+@pytest.mark.parametrize("N,K,gs,tma", [(28672, 4096, 32, True), (8192, 4096, 32, True), (21504, 5376, 32, True),
+                                         (5376, 21504, 32, True), (28672, 4096, 64, True), (34000, 4096, 128, True),
+                                         (4096, 4096, 32, False), (6144, 4096, 32, False), (4096, 16384, 32, False),
+                                         (49152, 1536, 32, False), (8000, 5376, 128, False), (28672, 4096, 128, False),
+                                         (5376, 21504, 128, False)])
 def test_tma_ring_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, tma):
-    """M = 1 on Hopper: long weight streams per block (>= 8 stages of 2048 k per resident block, stages
-    >= 7/8 full) take the TMA-ring kernel; one-wave grids, K = 1536 (6 of 8 boxes) and scale rows that
-    are not 16-byte multiples (K = 5376 at gs 128) keep the register kernels."""
+    """M = 1 on an H100 (132 SMs, 2 blocks each; tma_decode_pays): at gs <= 64 about two rounds of row
+    tiles per block, or more than one round with >= 8 stages of 2048 k per block, take the TMA-ring
+    kernel; at gs 128 only >= 16 stages per block. One-round grids (4096x16384), 6144x4096, K = 1536
+    (stages 6/8 full) and scale rows that are not 16-byte multiples (K = 5376 at gs 128) keep the
+    register kernels."""
+    if torch.cuda.get_device_properties(dev).multi_processor_count != 132:
+        pytest.skip("the thresholds are stated for 132 SMs")
     if not tma_ring_available(dev):
         pytest.skip("needs a compute-capability 9.0 GPU (sm_90a)")
     names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
