@@ -1149,8 +1149,14 @@ constexpr int kTdBlocksPerSm = 2;
 //    4096x14336 and 4096x11008 equal), and so does 6144x4096 (1.5 rounds, 2.9 stages: +6.6 %).
 //  * gs >= 128, where the register kernel fetches whole L2 lines (L2P), only for long streams (>= 16
 //    stages per block: 128256x4096 -4 %); 28672x4096 ties, 14336x4096 +7 %, 5376x21504 +4 %.
+// INT4_CUDA_TMA_DECODE=0 in the environment keeps the register kernels (for A/B timing).
 cudaError_t tma_decode_pays(const Args& a, bool* pays) {
   *pays = false;
+  static const bool off = [] {
+    const char* e = std::getenv("INT4_CUDA_TMA_DECODE");
+    return e != nullptr && std::strcmp(e, "0") == 0;
+  }();
+  if (off) return cudaSuccess;
   bool ok = false;
   cudaError_t e = tma_decode_available(a, &ok);
   if (e != cudaSuccess || !ok) return e;
