@@ -176,8 +176,7 @@ __global__ void __launch_bounds__(TD_THREADS, 2)
             mma_16816(acc[h], pa[2], pb[2], pa[3], pb[3], bv.z, bv.w);
           }
         }
-      }
-      else {
+      } else {
         __syncwarp();
         if (lane == 0) mbar_arrive(empty0 + 8 * slot);
       }
