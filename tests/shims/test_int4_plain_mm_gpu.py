@@ -259,6 +259,34 @@ def test_tma_ring_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, tma):
     assert any("int4_mm_decode_tma_kernel" in n for n in names) == tma, names
 
 
+# Run in a fresh process: the library reads INT4_CUDA_TMA_DECODE once.
+SWITCH_SCRIPT = """
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+import conftest, test_int4_plain_mm_gpu as T
+lib = conftest.load_library(conftest.find_library())
+names = T.launched_kernels(lambda: T.check(lib, 1, 8192, 4096, 32, torch.device("cuda")))
+print("ring" if any("int4_mm_decode_tma_kernel" in n for n in names) else "registers")
+"""
+
+
+def test_tma_ring_switch(dev):
+    """INT4_CUDA_TMA_DECODE=0 (the A/B switch) keeps a shape the ring takes on the register kernels, and
+    the result stays right either way (check() compares with float64 in the child)."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+    if not tma_ring_available(dev) or torch.cuda.get_device_properties(dev).multi_processor_count != 132:
+        pytest.skip("needs an H100 (sm_90a, 132 SMs), where 8192x4096 takes the ring")
+    here = str(pathlib.Path(__file__).resolve().parent)
+    for value, want in (("0", "registers"), ("1", "ring")):
+        r = subprocess.run([sys.executable, "-c", SWITCH_SCRIPT, here], check=False, capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "INT4_CUDA_TMA_DECODE": value})
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert r.stdout.split()[-1] == want, (value, r.stdout[-500:])
+
+
 @pytest.mark.parametrize("M", [1, 4, 8])
 @pytest.mark.parametrize("N,K,xpre", [(192, 576, True), (576, 1536, True), (4096, 4096, True), (4224, 4096, True),
                                       (4240, 4096, False), (6144, 4096, False), (49152, 576, False), (4096, 14336, False)])
