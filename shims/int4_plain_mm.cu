@@ -1133,9 +1133,9 @@ cudaError_t tma_decode_available(const Args& a, bool* ok) {
   return sm90_prefill_available(a, ok);
 }
 
-// Ring slots and blocks per SM (H100, notes v42, against the register kernels in one visit): 2 slots
-// at 2 blocks/SM were the fastest; deeper rings were slower (28672x4096 gs 32: 28.4 us with 2
-// slots, 29.8 with 3, 30.1 with 4), and so were 3 blocks/SM (29.7) and 1 (32.0, 10 slots).
+// Ring slots and blocks per SM (H100, notes v42): 2 slots at 2 blocks/SM were the fastest; 28672x4096
+// gs 32: 28.4 us, with 3 / 4 slots 29.8 / 30.1, 3 blocks/SM 29.7 (one visit); 1 block/SM with 10
+// slots 32.0 against 30.2 at 2 blocks/SM with 5 (an earlier build, slots freed after the MMAs).
 constexpr int kTdSlots = 2;
 constexpr int kTdBlocksPerSm = 2;
 

@@ -156,7 +156,7 @@ __global__ void __launch_bounds__(TD_THREADS, 2)
           s0 = lds16(sl + ws0), z0 = lds16(sl + ws0 + TD_SZ), s1 = lds16(sl + ws1), z1 = lds16(sl + ws1 + TD_SZ);
         }
         // The slot is free once its bytes are in registers: the producer refills it while this
-        // warp computes (released after the MMAs instead: 1-4 % slower, notes v42).
+        // warp computes (released after the MMAs instead: up to 3 % slower, notes v42).
         __syncwarp();
         if (lane == 0) mbar_arrive(empty0 + 8 * slot);
 #pragma unroll
