@@ -130,6 +130,35 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// One lane's W2 k-iteration (256 k; the decode kernel's W2 and the TMA-ring kernel): rows g and
+// g + 8 as two 32-k halves h, weights w0 / w1 (h = 0) and w0b / w1b (h = 1), scale and zero s0 / z0
+// (row g) and s1 / z1 (row g + 8) in the low half, and at gs 32 (pair32) the second group's in the
+// high half for h = 1. xb(h, i) gives the B registers of word i of half h. Half h accumulates into
+// acc_h (the same array twice for one MMA chain).
+template <typename XB>
+__device__ __forceinline__ void w2_iteration(float (&acc_0)[4], float (&acc_1)[4], uint4 w0, uint4 w0b, uint4 w1,
+                                             uint4 w1b, uint32_t s0, uint32_t z0, uint32_t s1, uint32_t z1,
+                                             bool pair32, XB&& xb) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint32_t sel = (pair32 && h) ? 0x3232 : 0x1010;
+    const uint32_t s02 = prmt(s0, s0, sel), z02 = prmt(z0, z0, sel);
+    const uint32_t s12 = prmt(s1, s1, sel), z12 = prmt(z1, z1, sel);
+    const uint4 v0 = h ? w0b : w0, v1 = h ? w1b : w1;
+    const uint32_t wa[4] = {v0.x, v0.y, v0.z, v0.w}, wb[4] = {v1.x, v1.y, v1.z, v1.w};
+    float(&acc)[4] = h ? acc_1 : acc_0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint4 bv = xb(h, i);
+      uint32_t pa[4], pb[4];
+      dequant_word(wa[i], s02, z02, pa);
+      dequant_word(wb[i], s12, z12, pb);
+      mma_16816(acc, pa[0], pb[0], pa[1], pb[1], bv.x, bv.y);
+      mma_16816(acc, pa[2], pb[2], pa[3], pb[3], bv.z, bv.w);
+    }
+  }
+}
+
 __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
   // round-to-nearest-even; NaN stays NaN
   uint32_t u = __float_as_uint(f);
@@ -418,25 +447,11 @@ __global__ void __launch_bounds__(256, MINB)
       if constexpr (W2) {
         if (it >= it_end) continue;  // nothing loaded
         const int kb = it * 256 + t * 64;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          // This half's group: the pair's high half at gs 32 (h = 1), else the one group.
-          const uint32_t sel = (gs_shift == 5 && h) ? 0x3232 : 0x1010;
-          const uint32_t s02 = prmt(b.s0[u], b.s0[u], sel), z02 = prmt(b.z0[u], b.z0[u], sel);
-          const uint32_t s12 = prmt(b.s1[u], b.s1[u], sel), z12 = prmt(b.z1[u], b.z1[u], sel);
-          const uint4 v0 = h ? b.w0b[u] : b.w0[u], v1 = h ? b.w1b[u] : b.w1[u];
-          const uint32_t wa[4] = {v0.x, v0.y, v0.z, v0.w}, wb[4] = {v1.x, v1.y, v1.z, v1.w};
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const uint4 bv = XS ? xs[(((it - it_begin) * 2 + h) * 4 + i) * 4 + t]
-                                : b_fragment(ld_nc_u4(xr[0] + kb + 32 * h + 8 * i));
-            uint32_t pa[4], pb[4];
-            dequant_word(wa[i], s02, z02, pa);
-            dequant_word(wb[i], s12, z12, pb);
-            mma_16816(acc[0], pa[0], pb[0], pa[1], pb[1], bv.x, bv.y);
-            mma_16816(acc[0], pa[2], pb[2], pa[3], pb[3], bv.z, bv.w);
-          }
-        }
+        w2_iteration(acc[0], acc[0], b.w0[u], b.w0b[u], b.w1[u], b.w1b[u], b.s0[u], b.z0[u], b.s1[u], b.z1[u],
+                     gs_shift == 5, [&](int h, int i) {
+                       return XS ? xs[(((it - it_begin) * 2 + h) * 4 + i) * 4 + t]
+                                 : b_fragment(ld_nc_u4(xr[0] + kb + 32 * h + 8 * i));
+                     });
         continue;
       }
       const int kb = it * 128 + t * 32;

@@ -19,8 +19,8 @@
 // the TMA way (SWIZZLE_128B / 64B / 32B for IB = 128 / 64 / 32: chunk c of row r lands at
 // c ^ ((r IB / 128) mod IB / 16)), so the lanes' reads below are free of bank conflicts.
 // Consumer warp w, lane (g = lane / 4, t = lane % 4): k [256 it + 64 t, +64) of rows g and g + 8 of
-// the tile, it = 8 s + w (the decode kernel's W2 mapping: two 32-k halves, mma.m16n8k16 with the
-// tile as A and x as B). x is staged once per block in shared memory in B-fragment order
+// the tile, it = 8 s + w (the decode kernel's W2 mapping, w2_iteration: two 32-k halves, mma.m16n8k16
+// with the tile as A and x as B). x is staged once per block in shared memory in B-fragment order
 // ([iteration][half][word][t]). At a tile's end each warp leaves its 16 partial sums in shared memory
 // (double buffered by tile parity), one named barrier of the 256 consumer threads, and 16 threads
 // add the 8 warps' partials and store the tile's outputs: the producer never waits for it.
@@ -159,23 +159,8 @@ __global__ void __launch_bounds__(TD_THREADS, 2)
         // warp computes (released after the MMAs instead: up to 3 % slower, notes v42).
         __syncwarp();
         if (lane == 0) mbar_arrive(empty0 + 8 * slot);
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint32_t sel = (pair && h) ? 0x3232 : 0x1010;
-          const uint32_t s02 = prmt(s0, s0, sel), z02 = prmt(z0, z0, sel);
-          const uint32_t s12 = prmt(s1, s1, sel), z12 = prmt(z1, z1, sel);
-          const uint4 v0 = h ? w0b : w0, v1 = h ? w1b : w1;
-          const uint32_t wa[4] = {v0.x, v0.y, v0.z, v0.w}, wb[4] = {v1.x, v1.y, v1.z, v1.w};
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const uint4 bv = lds128(xs + (uint32_t)(it * 32 + (h * 4 + i) * 4 + t) * 16);
-            uint32_t pa[4], pb[4];
-            dequant_word(wa[i], s02, z02, pa);
-            dequant_word(wb[i], s12, z12, pb);
-            mma_16816(acc[h], pa[0], pb[0], pa[1], pb[1], bv.x, bv.y);
-            mma_16816(acc[h], pa[2], pb[2], pa[3], pb[3], bv.z, bv.w);
-          }
-        }
+        w2_iteration(acc[0], acc[1], w0, w0b, w1, w1b, s0, z0, s1, z1, pair,
+                     [&](int h, int i) { return lds128(xs + (uint32_t)(it * 32 + (h * 4 + i) * 4 + t) * 16); });
       } else {
         __syncwarp();
         if (lane == 0) mbar_arrive(empty0 + 8 * slot);
