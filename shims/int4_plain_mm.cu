@@ -1122,18 +1122,20 @@ cudaError_t launch_prefill_hopper(const Args& a, cudaStream_t stream) {
   return c256 <= c128 ? launch_prefill_sm90_all<256>(a, stream) : launch_prefill_sm90_all<128>(a, stream);
 }
 
-// SM count of the current device, cached per device.
-cudaError_t device_sms(int* sms) {
+// A positive attribute of the current device, cached per device (one cache per Attr).
+template <cudaDeviceAttr Attr>
+cudaError_t device_attr(int* v) {
   static std::atomic<int> cache[kMaxDevices];
   int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e != cudaSuccess) return e;
-  *sms = dev < kMaxDevices ? cache[dev].load(std::memory_order_relaxed) : 0;
-  if (*sms > 0) return cudaSuccess;
-  e = cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev);
-  if (e == cudaSuccess && dev < kMaxDevices) cache[dev].store(*sms, std::memory_order_relaxed);
+  *v = dev < kMaxDevices ? cache[dev].load(std::memory_order_relaxed) : 0;
+  if (*v > 0) return cudaSuccess;
+  e = cudaDeviceGetAttribute(v, Attr, dev);
+  if (e == cudaSuccess && dev < kMaxDevices) cache[dev].store(*v, std::memory_order_relaxed);
   return e;
 }
+cudaError_t device_sms(int* sms) { return device_attr<cudaDevAttrMultiProcessorCount>(sms); }
 
 // The TMA-ring decode kernel (int4_plain_mm_tma_decode.cuh): M = 1, K % 256 == 0, 16-byte scale
 // rows (K / gs % 8 == 0) and 16-byte aligned weights, scales and zeros, on a device and library
@@ -1189,18 +1191,9 @@ cudaError_t tma_decode_pays(const Args& a, bool* pays) {
 // long K leaves no room for two).
 cudaError_t launch_decode_tma(const Args& a, cudaStream_t stream) {
   auto kernel = int4_mm_decode_tma_kernel;
-  static std::atomic<int> smem_per_sm_cache[kMaxDevices];
-  int dev = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) return e;
-  int smem_per_sm = dev < kMaxDevices ? smem_per_sm_cache[dev].load(std::memory_order_relaxed) : 0;
-  if (smem_per_sm <= 0) {
-    e = cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
-    if (e != cudaSuccess) return e;
-    if (dev < kMaxDevices) smem_per_sm_cache[dev].store(smem_per_sm, std::memory_order_relaxed);
-  }
-  int sms = 0;
-  e = device_sms(&sms);
+  int smem_per_sm = 0, sms = 0;
+  cudaError_t e = device_attr<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(&smem_per_sm);
+  if (e == cudaSuccess) e = device_sms(&sms);
   if (e != cudaSuccess) return e;
   constexpr int kReservedPerBlock = 1024;  // the driver's per-block shared memory
   const size_t smem = tma_decode_smem_bytes(a.K, kTdSlots);
