@@ -29,6 +29,7 @@ DEV = "cuda"
 ROTATE_BYTES = 400e6
 MAX_COPIES = 2048
 MIN_LAUNCHES = 200
+WORKSPACE_BYTES = 1 << 20  # INT4_CUDA_PLAIN_MM_WORKSPACE_BYTES (shims/int4_plain_mm.h)
 
 DECODE_SHAPES = [(28672, 4096), (4096, 14336), (21504, 5376), (5376, 21504), (128256, 4096), (4096, 4096), (6144, 4096)]
 SMOL_SHAPES = [(192, 576), (576, 576), (1536, 576), (3072, 576), (49152, 576), (576, 1536), (3072, 1536)]
@@ -44,7 +45,7 @@ SM90_VARIANTS = ((19, "sm90 policy"), (20, "sm90 BT128"), (21, "sm90 BT256"), (2
                  (24, "sm90 BT256 split 4"), (25, "sm90 BT128 split 4"))
 F32_VARIANTS = {13: "XS persistent", 14: "XS block/tile", 15: "XS U2 persistent", 9: "prefill kernel", 16: "decode kernel, token chunks",
                 17: "prefill kernel, BM 64", 18: "no XS (x split per lane)"}
-DECODE_VARIANTS = {26: "W2 XS persistent 3/SM", 27: "W2 XS persistent 2/SM", 28: "W2 XS block/tile", 29: "W2 block/tile", 4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent", 13: "XS U1 persistent", 14: "XS U1 block/tile", 15: "XS U2 persistent", 30: "XS U1 persistent, whole-line L2 fetches", 31: "TMA ring (sm_90a)"}
+DECODE_VARIANTS = {26: "W2 XS persistent 3/SM", 27: "W2 XS persistent 2/SM", 28: "W2 XS block/tile", 29: "W2 block/tile", 4: "U1 block/tile", 5: "U2 block/tile", 6: "U2 persistent", 7: "U1 persistent", 13: "XS U1 persistent", 14: "XS U1 block/tile", 15: "XS U2 persistent", 30: "XS U1 persistent, whole-line L2 fetches", 31: "TMA ring (sm_90a)", 32: "TMA ring, whole tiles", 33: "TMA ring, stream-K always"}
 
 
 def find_lib(explicit):
@@ -61,7 +62,8 @@ def find_lib(explicit):
 def load_lib(path):
     lib = ctypes.CDLL(str(path))
     vp, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.int4_cuda_int4_plain_mm_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp, ctypes.c_int]
+    lib.int4_cuda_int4_plain_mm_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp, ctypes.c_size_t, vp,
+                                                    ctypes.c_int]
     lib.int4_cuda_int4_plain_mm_variant.restype = ctypes.c_int
     lib.int4_cuda_int4_plain_mm_f32_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp, ctypes.c_int]
     lib.int4_cuda_int4_plain_mm_f32_variant.restype = ctypes.c_int
@@ -137,6 +139,16 @@ def dequant_bf16(qdata, scale, zero, gs):
     return ((u - 8.0) * s + z).to(torch.bfloat16)
 
 
+_WORKSPACE = []
+
+
+def workspace():
+    """The kernel's workspace (shims/int4_plain_mm.h), zero-filled once; every call leaves it usable."""
+    if not _WORKSPACE:
+        _WORKSPACE.append(torch.zeros(WORKSPACE_BYTES, dtype=torch.uint8, device=DEV))
+    return _WORKSPACE[0]
+
+
 class Case:
     def __init__(self, N, K, gs):
         self.N, self.K, self.gs = N, K, gs
@@ -153,10 +165,12 @@ def time_ours(lib, case, M, variant=0, check=True, f32=False):
     x = torch.randn(M, K, device=DEV).to(dt)
     outs = [torch.empty(M, N, device=DEV, dtype=dt) for _ in case.q]
     stream_of = lambda: torch.cuda.current_stream().cuda_stream
+    # bf16: with a workspace, as the runtime calls it (int4_cuda_int4_plain_mm_ws); f32 takes none.
+    ws = () if f32 else (workspace().data_ptr(), workspace().numel())
 
     def mk(i):
         q, s, z, o = case.q[i], case.s[i], case.z[i], outs[i]
-        args = (x.data_ptr(), q.data_ptr(), s.data_ptr(), z.data_ptr(), o.data_ptr(), M, N, K, gs)
+        args = (x.data_ptr(), q.data_ptr(), s.data_ptr(), z.data_ptr(), o.data_ptr(), M, N, K, gs) + ws
 
         def f():
             rc = entry(*args, stream_of(), variant)

@@ -113,7 +113,10 @@ Error Executor::create(Graph graph, const ConstantSource& constants, std::unique
     }
   }
   const int64_t attn_bytes = scratch_floats * static_cast<int64_t>(sizeof(float)) + counters * static_cast<int64_t>(sizeof(int));
-  const int64_t need = total + ex->plan_.arena_bytes + kv_bytes + attn_bytes;
+  // int4_plain_mm's workspace (stream-K; shims/int4_plain_mm.h), one for every int4 op of the stream.
+  const bool any_mm = std::any_of(g.ops.begin(), g.ops.end(), [](const Op& op) { return op.code == OpCode::INT4_PLAIN_MM; });
+  const int64_t mm_ws_bytes = any_mm ? INT4_CUDA_PLAIN_MM_WORKSPACE_BYTES : 0;
+  const int64_t need = total + ex->plan_.arena_bytes + kv_bytes + attn_bytes + mm_ws_bytes;
   size_t free_b = 0, total_b = 0;
   if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && need > static_cast<int64_t>(free_b))
     return reportf(Error::MemoryAllocationFailed, "int4_cuda: this program needs %lld bytes of GPU memory "
@@ -164,6 +167,13 @@ Error Executor::create(Graph graph, const ConstantSource& constants, std::unique
                      "bytes of GPU memory for attention scratch (%s)", static_cast<long long>(attn_bytes),
                      cudaGetErrorString(e));
     cudaMemsetAsync(ex->attn_counters_, 0, counters * sizeof(int), ex->stream_);
+  }
+  if (mm_ws_bytes > 0) {
+    if ((e = cudaMalloc(&ex->mm_workspace_, mm_ws_bytes)) != cudaSuccess)
+      return (void)cudaGetLastError(), reportf(Error::MemoryAllocationFailed, "int4_cuda: cannot allocate %lld "
+                     "bytes of GPU memory for the int4_plain_mm workspace (%s)", static_cast<long long>(mm_ws_bytes),
+                     cudaGetErrorString(e));
+    cudaMemsetAsync(ex->mm_workspace_, 0, mm_ws_bytes, ex->stream_);  // zero before first use (the contract)
   }
   // KV caches, one pair per layer, zeroed (positions not yet written are never read).
   for (const Op& op : g.ops) {
@@ -216,6 +226,7 @@ Executor::~Executor() {
   }
   cudaFree(attn_scratch_);
   cudaFree(attn_counters_);
+  cudaFree(mm_workspace_);
   cudaFree(act_arena_);
   cudaFree(const_arena_);
   cudaFree(err_dev_);
@@ -393,9 +404,13 @@ Error Executor::run_op(const Op& op) {
       if (os.numel() != m * w.n) return bad("output " + shape_text(os) + " is not [M, N]");
       if (m == 0) return Error::Ok;
       // x and out share a dtype, bf16 or f32 (checked at init by the verifier).
-      auto mm = dt(in[0]) == DType::FLOAT32 ? int4_cuda_int4_plain_mm_f32 : int4_cuda_int4_plain_mm;
-      const int rc = mm(ptr(in[0]), ptr(w.qdata), ptr(w.scale), ptr(w.zero), out, m, w.n, w.k, w.group_size,
-                        reinterpret_cast<int4_cuda_stream_t>(st));
+      const auto s = reinterpret_cast<int4_cuda_stream_t>(st);
+      const int rc = dt(in[0]) == DType::FLOAT32
+                         ? int4_cuda_int4_plain_mm_f32(ptr(in[0]), ptr(w.qdata), ptr(w.scale), ptr(w.zero), out, m,
+                                                       w.n, w.k, w.group_size, s)
+                         : int4_cuda_int4_plain_mm_ws(ptr(in[0]), ptr(w.qdata), ptr(w.scale), ptr(w.zero), out, m,
+                                                      w.n, w.k, w.group_size, mm_workspace_,
+                                                      INT4_CUDA_PLAIN_MM_WORKSPACE_BYTES, s);
       if (rc != INT4_CUDA_OK)
         return reportf(Error::Internal, "int4_cuda: op %s (weight '%s'): int4_plain_mm failed: %s %s",
                        op.name.c_str(), w.name.c_str(), int4_cuda_status_string(rc), int4_cuda_last_cuda_error());

@@ -104,6 +104,9 @@ class Executor {
   // runs them one after another; the kernel leaves the counters at zero).
   float* attn_scratch_ = nullptr;
   int* attn_counters_ = nullptr;
+  // int4_plain_mm's workspace (stream-K pieces and their arrival counters; calls leave the counters
+  // at zero), shared by every int4 op for the same reason.
+  void* mm_workspace_ = nullptr;
   // Per-step host state, sized once in create() (no allocation in a step).
   std::vector<int64_t> sym_;
   std::vector<kernels::Shape> shapes_;

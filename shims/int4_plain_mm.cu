@@ -885,6 +885,8 @@ struct Args {
   const uint16_t* z;
   void* out;      // same dtype as x
   int M, N, K, gsh;
+  void* ws = nullptr;  // the caller's workspace (int4_cuda_int4_plain_mm_ws), or null
+  size_t ws_bytes = 0;
 };
 
 constexpr int kMaxDevices = 64;
@@ -1156,16 +1158,56 @@ cudaError_t tma_decode_available(const Args& a, bool* ok) {
 constexpr int kTdSlots = 2;
 constexpr int kTdBlocksPerSm = 2;
 
-// Where the TMA ring pays (H100, notes v42-v43, against the register kernels in the same visits; stages
-// >= 7/8 full in every case: K = 1536 has one stage of 6 boxes, 2 of 8 warps idle, and 49152x1536
-// lost 10 %):
+// The ring kernel's shared memory for K, and its resident blocks: kTdBlocksPerSm per SM, 1 where the
+// staged x of a long K (> ~35K) leaves no room for two.
+cudaError_t tma_decode_grid(const Args& a, size_t* smem, int* resident) {
+  int smem_per_sm = 0, sms = 0;
+  cudaError_t e = device_attr<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(&smem_per_sm);
+  if (e == cudaSuccess) e = device_sms(&sms);
+  if (e != cudaSuccess) return e;
+  constexpr int kReservedPerBlock = 1024;  // the driver's per-block shared memory
+  *smem = tma_decode_smem_bytes(a.K, kTdSlots);
+  if (*smem > (size_t)kTdMaxSmem) return cudaErrorInvalidConfiguration;  // a launcher bug: see kTdMaxK
+  *resident = sms * (*smem + kReservedPerBlock <= (size_t)smem_per_sm / kTdBlocksPerSm ? kTdBlocksPerSm : 1);
+  return cudaSuccess;
+}
+
+// Stream-K (int4_plain_mm_tma_decode.cuh) shares the row tiles past the last whole round of the
+// resident blocks by stages, and adds the pieces up through the caller's workspace: one arrival
+// counter per shared tile (fewer than the grid), always at the start of the workspace so that calls
+// with different grids find them at zero, then the pieces' partial sums, float [grid][2][16].
+constexpr int kSkMaxGrid = 4096;
+constexpr size_t kSkCountBytes = kSkMaxGrid * sizeof(unsigned);
+bool stream_k_room(const Args& a, int grid) {
+  return a.ws != nullptr && grid <= kSkMaxGrid && a.ws_bytes >= kSkCountBytes + (size_t)grid * 2 * 16 * sizeof(float);
+}
+// Where it pays (H100, same visit, notes v52): where it shortens the longest block by >= 1/16 (whole
+// tiles: ceil(T / G) NS stages; shared: (T / G) NS + ceil(U / G)), with at least one whole round for
+// the pieces' additions to overlap. Against whole tiles: 5376x21504 gs 32 33.1 -> 29.5 us (gs 64
+// -12 %, gs 128 -13 %), 4240x21504 31.7 -> 24.5, 21504x5376 30.2 -> 28.7, 14336x4096 17.3 -> 16.6,
+// 10240x4096 -6 %. Where it shortens nothing (28672x4096, 8192x4096: 14 / 4 stages either way) it
+// costs 5-30 %, with no whole round (4096x14336, 4096x4096: the last additions end the call)
+// 20-50 %, and 128256x4096 (61 of 62 stages) 0 to +2 %.
+bool stream_k_pays(int tiles, int NS, int grid) {
+  const int rounds = tiles / grid, rem = tiles % grid;
+  const int whole = (rounds + (rem != 0)) * NS, shared = rounds * NS + (rem * NS + grid - 1) / grid;
+  return rounds >= 1 && rem != 0 && 16 * (whole - shared) >= whole;
+}
+int td_stages(const Args& a) { return (a.K / 256 + TD_CONSUMERS - 1) / TD_CONSUMERS; }  // per tile
+
+// Where the TMA ring pays (H100, notes v42-v43, v52, against the register kernels in the same visits;
+// stages >= 7/8 full in every case: K = 1536 has one stage of 6 boxes, 2 of 8 warps idle, and
+// 49152x1536 lost 10 %):
 //  * gs <= 64 from about two rounds of row tiles per resident block: 8192x4096 13.3 -> 11.1 us,
 //    10240x4096 -9 %, 12288x4096 -12 %, 28672x4096 31.5 -> 28.4, 21504x5376 -4 %, 128256x4096 -9 %,
 //    gs 64 28672x4096 -10 %; and with more than one round where each block streams >= 8 stages
-//    (5376x21504: 1.3 rounds, 14 stages, -4 %). One round loses or ties (4096x16384 +3.5 %,
-//    4096x14336 and 4096x11008 equal), and so does 6144x4096 (1.5 rounds, 2.9 stages: +6.6 %).
-//  * gs >= 128, where the register kernel fetches whole L2 lines (L2P), only for long streams (>= 16
-//    stages per block: 128256x4096 -4 %); 28672x4096 ties, 14336x4096 +7 %, 5376x21504 +4 %.
+//    (5376x21504: 1.3 rounds, 14 stages, -4 %; with stream-K -13 %). One round loses or ties
+//    (4096x16384 +3.5 %, 4096x14336 and 4096x11008 equal), and so does 6144x4096 (1.5 rounds, 2.9
+//    stages: +6.6 %; with stream-K +2 %).
+//  * gs >= 128, where the register kernel fetches whole L2 lines (L2P), for long streams (>= 16
+//    stages per block: 128256x4096 -4 %), or where stream-K shares tiles of >= 8 stages (K = 21504:
+//    5376x21504 28.4 -> 26.3 us, 4240x21504 25.9 -> 22.0); 28672x4096 ties, 14336x4096 +7 % (with
+//    stream-K +1.5 %).
 // INT4_CUDA_TMA_DECODE=0 in the environment keeps the register kernels (for A/B timing).
 cudaError_t tma_decode_pays(const Args& a, bool* pays) {
   *pays = false;
@@ -1177,28 +1219,29 @@ cudaError_t tma_decode_pays(const Args& a, bool* pays) {
   bool ok = false;
   cudaError_t e = tma_decode_available(a, &ok);
   if (e != cudaSuccess || !ok) return e;
-  int sms = 0;
-  e = device_sms(&sms);
+  size_t smem = 0;
+  int blocks = 0;
+  e = tma_decode_grid(a, &smem, &blocks);
   if (e != cudaSuccess) return e;
-  const int64_t ki = a.K / 256, stages = (ki + TD_CONSUMERS - 1) / TD_CONSUMERS, tiles = (a.N + 15) / 16;
-  const int64_t blocks = (int64_t)kTdBlocksPerSm * sms, stream = tiles * stages;  // stages of all tiles
+  const int ki = a.K / 256, stages = td_stages(a), tiles = (a.N + 15) / 16;
+  const int64_t stream = (int64_t)tiles * stages;  // stages of all tiles
   if (ki * 8 < 7 * TD_CONSUMERS * stages) return cudaSuccess;
-  *pays = a.gsh >= 7 ? stream >= 16 * blocks : 10 * tiles >= 19 * blocks || (tiles > blocks && stream >= 8 * blocks);
+  const bool sk = stream_k_room(a, blocks) && stream_k_pays(tiles, stages, blocks);
+  *pays = a.gsh >= 7 ? stream >= 16 * blocks || (sk && stages >= 8)
+                     : 10 * tiles >= 19 * blocks || (tiles > blocks && stream >= 8 * blocks);
   return cudaSuccess;
 }
 
-// Persistent, kTdBlocksPerSm blocks per SM of kTdSlots ring slots (1 block/SM where the staged x of a
-// long K leaves no room for two).
-cudaError_t launch_decode_tma(const Args& a, cudaStream_t stream) {
+// Persistent blocks, kTdSlots ring slots each (tma_decode_grid). Stream-K where stream_k_pays (with
+// room in the workspace); StreamK::kAlways (variant 33, tests) shares whatever is past the last whole
+// round, kNever (variant 32) keeps whole tiles.
+enum class StreamK { kPolicy, kNever, kAlways };
+cudaError_t launch_decode_tma(const Args& a, cudaStream_t stream, StreamK mode = StreamK::kPolicy) {
   auto kernel = int4_mm_decode_tma_kernel;
-  int smem_per_sm = 0, sms = 0;
-  cudaError_t e = device_attr<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(&smem_per_sm);
-  if (e == cudaSuccess) e = device_sms(&sms);
+  size_t smem = 0;
+  int resident = 0;
+  cudaError_t e = tma_decode_grid(a, &smem, &resident);
   if (e != cudaSuccess) return e;
-  constexpr int kReservedPerBlock = 1024;  // the driver's per-block shared memory
-  const size_t smem = tma_decode_smem_bytes(a.K, kTdSlots);
-  if (smem > (size_t)kTdMaxSmem) return cudaErrorInvalidConfiguration;  // a launcher bug: see kTdMaxK
-  const int blocks_per_sm = smem + kReservedPerBlock <= (size_t)smem_per_sm / kTdBlocksPerSm ? kTdBlocksPerSm : 1;
   PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
   e = tensor_map_encoder(&fn);
   if (e != cudaSuccess) return e;
@@ -1215,10 +1258,15 @@ cudaError_t launch_decode_tma(const Args& a, cudaStream_t stream) {
   e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e != cudaSuccess) return e;
   const int tiles = (a.N + 15) / 16;
-  const int grid = std::min(tiles, sms * blocks_per_sm);
+  const bool sk = mode != StreamK::kNever && tiles % resident != 0 && stream_k_room(a, resident) &&
+                  (mode == StreamK::kAlways || stream_k_pays(tiles, td_stages(a), resident));
+  const int grid = sk ? resident : std::min(tiles, resident);
+  const int dp = sk ? tiles / resident * resident : tiles;  // tiles dealt out whole
+  unsigned* sk_count = sk ? static_cast<unsigned*>(a.ws) : nullptr;
+  float* sk_part = sk ? reinterpret_cast<float*>(static_cast<char*>(a.ws) + kSkCountBytes) : nullptr;
   const cudaError_t le = int4_cuda::launch(kernel, dim3(grid), dim3(TD_THREADS), smem, stream, tm_q, tm_s, tm_z,
                                            static_cast<const uint16_t*>(a.x), static_cast<uint16_t*>(a.out), a.N,
-                                           a.K, a.gsh, kTdSlots);
+                                           a.K, a.gsh, kTdSlots, dp, sk_count, sk_part);
   return le != cudaSuccess ? le : cudaGetLastError();
 }
 
@@ -1365,12 +1413,12 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
     case 30:  // XS U1 persistent with whole-line L2 fetches (L2P)
       if (a.K % 128 != 0 || !xs_fits(a)) break;
       return launch_decode<1, 1, 3, false, true, true, false, false, true>(a, stream, 8, true);
-    case 31: {  // TMA-ring decode where available
+    case 31: case 32: case 33: {  // TMA-ring decode where available (stream-K by policy / never / always)
       bool ok = false;
       const cudaError_t e = tma_decode_available(a, &ok);
       if (e != cudaSuccess) return e;
       if (!ok) break;
-      return launch_decode_tma(a, stream);
+      return launch_decode_tma(a, stream, variant == 31 ? StreamK::kPolicy : variant == 32 ? StreamK::kNever : StreamK::kAlways);
     }
     case 8: return launch_prefill<4>(a, stream);
     case 9: return launch_prefill(a, stream);
@@ -1460,15 +1508,16 @@ cudaError_t launch_variant_f32(const Args& a, int variant, cudaStream_t stream) 
 }
 
 int plain_mm_impl(const void* x, const void* qdata, const void* scale, const void* zero, void* out,
-                  int64_t M, int64_t N, int64_t K, int64_t group_size, cudaStream_t stream,
-                  int variant, bool f32) {
+                  int64_t M, int64_t N, int64_t K, int64_t group_size, void* ws, size_t ws_bytes,
+                  cudaStream_t stream, int variant, bool f32) {
   const int st = check_args(x, qdata, scale, zero, out, M, N, K, group_size, f32 ? 4 : 2);
   if (st != INT4_CUDA_OK) return st;
+  if (reinterpret_cast<uintptr_t>(ws) % 16) return INT4_CUDA_ERR_MISALIGNED_WORKSPACE;
   if (!f32 && ((variant >= 1 && variant <= 7) || (variant >= 10 && variant <= 15)) &&
       M > INT4_CUDA_PLAIN_MM_DECODE_MAX_M)
     return INT4_CUDA_ERR_BAD_M;
   Args a{x, static_cast<const uint8_t*>(qdata), static_cast<const uint16_t*>(scale),
-         static_cast<const uint16_t*>(zero), out, (int)M, (int)N, (int)K, gs_shift_of(group_size)};
+         static_cast<const uint16_t*>(zero), out, (int)M, (int)N, (int)K, gs_shift_of(group_size), ws, ws_bytes};
   const cudaError_t e = f32 ? launch_variant_f32(a, variant, stream) : launch_variant(a, variant, stream);
   if (e != cudaSuccess) return record_cuda_error(e);
   g_last_cuda_error[0] = '\0';
@@ -1482,21 +1531,28 @@ extern "C" {
 int int4_cuda_int4_plain_mm(const void* x, const void* qdata, const void* scale, const void* zero,
                             void* out, int64_t M, int64_t N, int64_t K, int64_t group_size,
                             int4_cuda_stream_t stream) {
-  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size,
+  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size, nullptr, 0,
+                       reinterpret_cast<cudaStream_t>(stream), 0, false);
+}
+
+int int4_cuda_int4_plain_mm_ws(const void* x, const void* qdata, const void* scale, const void* zero,
+                               void* out, int64_t M, int64_t N, int64_t K, int64_t group_size,
+                               void* workspace, size_t workspace_bytes, int4_cuda_stream_t stream) {
+  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size, workspace, workspace_bytes,
                        reinterpret_cast<cudaStream_t>(stream), 0, false);
 }
 
 int int4_cuda_int4_plain_mm_f32(const void* x, const void* qdata, const void* scale, const void* zero,
                                 void* out, int64_t M, int64_t N, int64_t K, int64_t group_size,
                                 int4_cuda_stream_t stream) {
-  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size,
+  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size, nullptr, 0,
                        reinterpret_cast<cudaStream_t>(stream), 0, true);
 }
 
 int int4_cuda_int4_plain_mm_f32_variant(const void* x, const void* qdata, const void* scale,
                                         const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                         int64_t group_size, int4_cuda_stream_t stream, int variant) {
-  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size,
+  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size, nullptr, 0,
                        reinterpret_cast<cudaStream_t>(stream), variant, true);
 }
 
@@ -1504,8 +1560,9 @@ int int4_cuda_int4_plain_mm_f32_variant(const void* x, const void* qdata, const 
 // variant 0 = default dispatch; see int4_plain_mm.h for the others.
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
-                                    int64_t group_size, int4_cuda_stream_t stream, int variant) {
-  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size,
+                                    int64_t group_size, void* workspace, size_t workspace_bytes,
+                                    int4_cuda_stream_t stream, int variant) {
+  return plain_mm_impl(x, qdata, scale, zero, out, M, N, K, group_size, workspace, workspace_bytes,
                        reinterpret_cast<cudaStream_t>(stream), variant, false);
 }
 
@@ -1528,6 +1585,7 @@ const char* int4_cuda_status_string(int status) {
     case INT4_CUDA_ERR_MISALIGNED_SCALE: return "scale must be 2-byte aligned";
     case INT4_CUDA_ERR_MISALIGNED_ZERO: return "zero must be 2-byte aligned";
     case INT4_CUDA_ERR_MISALIGNED_OUT: return "out must be 2-byte aligned (bf16) / 4-byte aligned (f32)";
+    case INT4_CUDA_ERR_MISALIGNED_WORKSPACE: return "workspace must be 16-byte aligned (or null)";
     case INT4_CUDA_ERR_LAUNCH:
       return "CUDA launch failed (no device, no kernel image for this GPU, or bad stream); "
              "see int4_cuda_last_cuda_error()";

@@ -39,8 +39,20 @@
  *   (Rows stay aligned on their own: K % 32 == 0 makes every x row 64-byte and every qdata row
  *   16-byte aligned relative to the base.)
  * stream: any CUDA stream (0 = legacy default); the call is asynchronous and may be captured in a
- * CUDA graph. No workspace and no shared scratch (only a per-device occupancy value cached in an
- * atomic): calls from several threads/streams are safe.
+ * CUDA graph. No shared scratch (only per-device attributes cached in atomics): calls from several
+ * threads/streams are safe.
+ *
+ * Workspace (int4_cuda_int4_plain_mm_ws only; optional, as cuBLASLt's): device memory the caller
+ * owns, INT4_CUDA_PLAIN_MM_WORKSPACE_BYTES is enough on any GPU. With it, the TMA-ring decode
+ * kernel (below) shares the row tiles past its last whole round among all its blocks by stages of
+ * K and adds the pieces up through the workspace (stream-K), so no block streams a whole extra tile
+ * alone at the end of the call. Results are deterministic either way (fixed summation order), and
+ * equal to the no-workspace results within fp32 rounding of the sums.
+ *   - 16-byte aligned (else INT4_CUDA_ERR_MISALIGNED_WORKSPACE); NULL or too small = not used.
+ *   - All bytes zero before its first use (cudaMemset once). Every call that completes leaves the
+ *     words it relies on at zero again, so one workspace serves any number of calls in sequence.
+ *   - One call at a time: calls that may run concurrently (different streams, graph replays that
+ *     overlap) need their own workspace, as with cuBLASLt.
  *
  * Kernel choice (by M only):
  *   M <= INT4_CUDA_PLAIN_MM_DECODE_MAX_M : decode kernel, tensor-core matvec; all M rows are fused
@@ -73,6 +85,7 @@
 #ifndef INT4_CUDA_SHIMS_INT4_PLAIN_MM_H_
 #define INT4_CUDA_SHIMS_INT4_PLAIN_MM_H_
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -110,7 +123,8 @@ typedef enum int4_cuda_status {
   INT4_CUDA_ERR_LAUNCH = 17,            /* CUDA reported an error at launch (no device, no kernel
                                            image for this GPU, bad stream, ...); see
                                            int4_cuda_last_cuda_error() */
-  INT4_CUDA_STATUS_COUNT_ = 18
+  INT4_CUDA_ERR_MISALIGNED_WORKSPACE = 18,  /* workspace not 16-byte aligned (checked after 16) */
+  INT4_CUDA_STATUS_COUNT_ = 19
 } int4_cuda_status;
 
 /* out = x @ dequant(W)^T. Returns INT4_CUDA_OK or an int4_cuda_status code. */
@@ -121,6 +135,18 @@ int int4_cuda_int4_plain_mm(const void* x,      /* bf16  [M, K]    */
                             void* out,          /* bf16  [M, N]    */
                             int64_t M, int64_t N, int64_t K, int64_t group_size,
                             int4_cuda_stream_t stream);
+
+/* Workspace bytes that serve every shape on any GPU (up to 4096 resident decode blocks). */
+#define INT4_CUDA_PLAIN_MM_WORKSPACE_BYTES (1 << 20)
+
+/* The same as int4_cuda_int4_plain_mm, with a workspace (contract above; NULL = none). */
+int int4_cuda_int4_plain_mm_ws(const void* x,      /* bf16  [M, K]    */
+                               const void* qdata,  /* uint8 [N, K/2]  */
+                               const void* scale,  /* bf16  [N, K/gs] */
+                               const void* zero,   /* bf16  [N, K/gs] */
+                               void* out,          /* bf16  [M, N]    */
+                               int64_t M, int64_t N, int64_t K, int64_t group_size,
+                               void* workspace, size_t workspace_bytes, int4_cuda_stream_t stream);
 
 /* out = x @ dequant(W)^T with f32 activations (x f32 [M, K], out f32 [M, N]; numerics above).
  * Same checks and status codes as int4_cuda_int4_plain_mm. */
@@ -145,10 +171,12 @@ int int4_cuda_int4_plain_mm_f32(const void* x,      /* f32   [M, K]    */
  * without staging, one block per row tile (26-28: M == 1, 29: M <= 8, all K % 256 == 0; else the
  * default dispatch). 30 = 13 with whole 128-byte lines fetched into L2 for the weights (M == 1,
  * K % 128 == 0; else the default dispatch). 31 = the TMA-ring decode kernel (M == 1 where it is
- * available, see the kernel choice above; else the default dispatch). Other values = default dispatch. */
+ * available, see the kernel choice above; else the default dispatch), with stream-K where a workspace
+ * is given; 32 = 31 without stream-K. Other values = default dispatch. */
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
-                                    int64_t group_size, int4_cuda_stream_t stream, int variant);
+                                    int64_t group_size, void* workspace, size_t workspace_bytes,
+                                    int4_cuda_stream_t stream, int variant);
 /* The same for the f32 entry point: variant 9 = prefill kernel for any M; 13 / 14 = decode kernel
  * with x split once per block into shared memory, persistent / one block per row tile (M == 1 and
  * K <= 16384 only; 13 is the default there); 16 = decode kernel over chunks of 16 rows for

@@ -28,17 +28,18 @@
 // qdata / scale / zero (the launcher checks; otherwise the register kernels run).
 
 constexpr int TD_CONSUMERS = 8;                        // consumer warps
-constexpr int TD_THREADS = 32 * (TD_CONSUMERS + 1);    // + the producer warp
+constexpr int TD_THREADS = 32 * (TD_CONSUMERS + 2);    // + the producer warp + the epilogue warp
 constexpr int TD_STAGE_K = 256 * TD_CONSUMERS;         // k per stage
 constexpr int TD_BOX = 16 * 128;                       // one warp's weight box, bytes
 constexpr int TD_SZ = 2048;                            // one scale (or zero) box, bytes (room for gs 32)
 constexpr int TD_SLOT = TD_CONSUMERS * TD_BOX + 2 * TD_SZ;  // 20 KB, a multiple of 1024
+constexpr int TD_RED = 4;  // buffers of the consumers' partial sums: the epilogue may lag 3 runs behind
 
-// Dynamic shared memory: [S slots][TD_SLOT] | x staged [K / 256][32] uint4 | partials float [2][8][16]
-// | mbarriers full[S], empty[S]. The base is rounded up to 1024 B (the 128-byte swizzle repeats
+// Dynamic shared memory: [S slots][TD_SLOT] | x staged [K / 256][32] uint4 | partials float [TD_RED][8][16]
+// | mbarriers full[S], empty[S], red_full[2], red_empty[2]. The base is rounded up to 1024 B (the 128-byte swizzle repeats
 // every 1024 B of address).
 inline size_t tma_decode_smem_bytes(int K, int S) {
-  return (size_t)S * TD_SLOT + (size_t)(K / 256) * 512 + 2 * TD_CONSUMERS * 16 * 4 + 2 * S * 8 + 1024;
+  return (size_t)S * TD_SLOT + (size_t)(K / 256) * 512 + TD_RED * TD_CONSUMERS * 16 * 4 + 2 * S * 8 + 2 * TD_RED * 8 + 1024;
 }
 
 // Byte offset of logical byte b of row r in a TMA box with IB-byte rows (IB = 16 .. 128), swizzled
@@ -68,10 +69,58 @@ __device__ __forceinline__ void consumer_sync() {  // the 256 consumer threads o
   asm volatile("bar.sync 1, %0;" ::"n"(32 * TD_CONSUMERS) : "memory");
 }
 
+// Stream-K (notes v52). With T tiles on G blocks, dp = (T / G) G tiles are dealt out whole, round-
+// robin (tile b + i G for block b); the last T - dp tiles (fewer than G) are cut into their NS stages,
+// "units", and the U = (T - dp) NS units are shared out evenly, each block's share first (so that the
+// additions below overlap its whole tiles): with U <= G block b < U takes unit b, else block b takes
+// [U b / G, U (b + 1) / G) (at least one unit, fewer than NS). Unit u is stage u % NS of tile
+// dp + u / NS. A tile shared by several blocks ("pieces") is added up through the caller's workspace
+// (int4_plain_mm.h): each piece's 16 row sums go to part[2 b + (tile is b's first ? 0 : 1)] (a block
+// holds at most two pieces, its first tile and its last), then an arrival counter per tile; the last
+// piece to arrive adds all pieces in block order (deterministic), stores the outputs and sets the
+// counter back to 0, so the workspace is left as it was found. dp = T: no stream-K. All int math
+// fits 32 bits: U < G NS <= 4096 * 32 (kSkMaxGrid, kTdMaxK).
+__device__ __forceinline__ int td_sk_start(int b, int U, int G) { return U <= G ? min(b, U) : U * b / G; }
+__device__ __forceinline__ int td_sk_owner(int u, int U, int G) { return U <= G ? u : ((u + 1) * G + U - 1) / U - 1; }
+
+// Calls f(tile, from, to) for each run of stages [from, to) of one tile, in this block's order.
+template <class F>
+__device__ __forceinline__ void td_walk(int dp, int tiles, int NS, F&& f) {
+  const int G = gridDim.x, b = blockIdx.x, U = (tiles - dp) * NS;
+  for (int u = td_sk_start(b, U, G), u1 = td_sk_start(b + 1, U, G); u < u1;) {
+    const int s0 = u % NS, s1 = min(NS, s0 + (u1 - u));
+    f(dp + u / NS, s0, s1);
+    u += s1 - s0;
+  }
+  for (int tile = b; tile < dp; tile += G) f(tile, 0, NS);
+}
+
+// Called by lanes 0-15 of one warp (lane i = row i of tile dp + j) with this block's piece of a
+// shared tile; returns true (with the tile's total in *sum) in the block that arrives last.
+__device__ __noinline__ bool td_stream_k_fixup(unsigned* count, float* part, int j, int U, int NS, float* sum) {
+  const int G = gridDim.x, i = threadIdx.x & 15;
+  auto slot = [&](int c) { return 2 * c + (j == td_sk_start(c, U, G) / NS ? 0 : 1); };  // block c's piece
+  __stcg(part + slot(blockIdx.x) * 16 + i, *sum);
+  __threadfence();  // the piece is visible before the arrival that announces it
+  __syncwarp(0xffff);
+  const int c0 = td_sk_owner(j * NS, U, G), c1 = td_sk_owner((j + 1) * NS - 1, U, G);  // every one holds a piece
+  unsigned before = 0;
+  if (i == 0) before = atomicAdd(count + j, 1u);
+  before = __shfl_sync(0xffff, before, 0);
+  if (before != (unsigned)(c1 - c0)) return false;
+  __threadfence();
+  float total = 0.f;
+  for (int c = c0; c <= c1; ++c) total += __ldcg(part + slot(c) * 16 + i);
+  if (i == 0) count[j] = 0;  // every piece has arrived: reset for the next call
+  *sum = total;
+  return true;
+}
+
 __global__ void __launch_bounds__(TD_THREADS, 2)
     int4_mm_decode_tma_kernel(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_s,
                               const __grid_constant__ CUtensorMap tm_z, const uint16_t* __restrict__ x,
-                              uint16_t* __restrict__ out, int N, int K, int gs_shift, int S) {
+                              uint16_t* __restrict__ out, int N, int K, int gs_shift, int S, int dp,
+                              unsigned* __restrict__ sk_count, float* __restrict__ sk_part) {
 #if defined(INT4_CUDA_SM90A_DEVICE)
   extern __shared__ __align__(1024) unsigned char td_smem_raw[];
   const uint32_t raw = (uint32_t)__cvta_generic_to_shared(td_smem_raw);
@@ -82,14 +131,19 @@ __global__ void __launch_bounds__(TD_THREADS, 2)
   const int SG = TD_STAGE_K >> gs_shift;                 // scale columns per stage
   const int IB = SG * 2;                                 // scale box row bytes: 128 / 64 / 32 / 16
   const uint32_t xs = base + S * TD_SLOT;
-  float* red = reinterpret_cast<float*>(td_smem_raw + (xs - raw) + KI * 512);  // [2][8][16]
-  const uint32_t full0 = xs + KI * 512 + 2 * TD_CONSUMERS * 16 * 4, empty0 = full0 + 8 * S;
+  float* red = reinterpret_cast<float*>(td_smem_raw + (xs - raw) + KI * 512);  // [TD_RED][8][16]
+  const uint32_t full0 = xs + KI * 512 + TD_RED * TD_CONSUMERS * 16 * 4, empty0 = full0 + 8 * S;
+  const uint32_t red_full0 = empty0 + 8 * S, red_empty0 = red_full0 + 8 * TD_RED;  // partials [buffer] written / read
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 
   if (threadIdx.x == 0) {
     for (int i = 0; i < S; ++i) {
       mbar_init(full0 + 8 * i, 1);
       mbar_init(empty0 + 8 * i, TD_CONSUMERS);
+    }
+    for (int p = 0; p < TD_RED; ++p) {
+      mbar_init(red_full0 + 8 * p, 8 * TD_CONSUMERS);  // the 8 writing lanes (t = 0) of each consumer warp
+      mbar_init(red_empty0 + 8 * p, 1);
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
@@ -101,8 +155,8 @@ __global__ void __launch_bounds__(TD_THREADS, 2)
   if (warp == TD_CONSUMERS) {  // producer
     if (lane != 0) return;
     int gi = 0;
-    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x)
-      for (int s = 0; s < NS; ++s, ++gi) {
+    td_walk(dp, tiles, NS, [&](int tile, int from, int to) {
+      for (int s = from; s < to; ++s, ++gi) {
         const int slot = gi % S;
         if (gi >= S) mbar_wait(empty0 + 8 * slot, ((gi / S) & 1) ^ 1);
         const int nb = min(TD_CONSUMERS, KI - s * TD_CONSUMERS);
@@ -112,6 +166,28 @@ __global__ void __launch_bounds__(TD_THREADS, 2)
         tma_load_2d(dst + TD_CONSUMERS * TD_BOX, &tm_s, s * SG, tile * 16, full);
         tma_load_2d(dst + TD_CONSUMERS * TD_BOX + TD_SZ, &tm_z, s * SG, tile * 16, full);
       }
+    });
+    return;
+  }
+  if (warp == TD_CONSUMERS + 1) {  // epilogue: adds the 8 warps' partials of each run and stores them
+    int q = 0;
+    td_walk(dp, tiles, NS, [&](int tile, int from, int to) {
+      const int p = q % TD_RED;
+      mbar_wait(red_full0 + 8 * p, (q / TD_RED) & 1);
+      float sum = 0.f;
+      if (lane < 16) {
+#pragma unroll
+        for (int w = 0; w < TD_CONSUMERS; ++w) sum += red[p * TD_CONSUMERS * 16 + w * 16 + lane];
+      }
+      __syncwarp();
+      if (lane == 0) mbar_arrive(red_empty0 + 8 * p);
+      ++q;
+      if (lane < 16) {
+        const int n = tile * 16 + lane;
+        if ((from == 0 && to == NS) || td_stream_k_fixup(sk_count, sk_part, tile - dp, (tiles - dp) * NS, NS, &sum))
+          if (n < N) out[n] = f32_to_bf16_bits(sum);
+      }
+    });
     return;
   }
 
@@ -139,10 +215,10 @@ __global__ void __launch_bounds__(TD_THREADS, 2)
   const uint32_t ws0 = TD_CONSUMERS * TD_BOX + td_swz(g, sb, IB);
   const uint32_t ws1 = TD_CONSUMERS * TD_BOX + td_swz(g + 8, sb, IB);
   const bool pair = gs_shift == 5;
-  int gi = 0, parity = 0;
-  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, parity ^= 1) {
+  int gi = 0, q = 0;
+  td_walk(dp, tiles, NS, [&](int, int from, int to) {
     float acc[2][4] = {};  // one per 32-k half: two independent MMA chains
-    for (int s = 0; s < NS; ++s, ++gi) {
+    for (int s = from; s < to; ++s, ++gi) {
       const int slot = gi % S;
       mbar_wait(full0 + 8 * slot, (gi / S) & 1);
       const int it = s * TD_CONSUMERS + warp;
@@ -166,22 +242,17 @@ __global__ void __launch_bounds__(TD_THREADS, 2)
         if (lane == 0) mbar_arrive(empty0 + 8 * slot);
       }
     }
-    // acc: d0 = (row g, token 2t), d2 = (row g + 8, token 2t); token 0 is lane t = 0's.
-    float* r = red + parity * TD_CONSUMERS * 16;
+    // acc: d0 = (row g, token 2t), d2 = (row g + 8, token 2t); token 0 is lane t = 0's. The partials
+    // of run q go to buffer q % TD_RED, once the epilogue has read run q - TD_RED's.
     if (t == 0) {
+      const int p = q % TD_RED;
+      if (q >= TD_RED) mbar_wait(red_empty0 + 8 * p, (q / TD_RED - 1) & 1);
+      float* r = red + p * TD_CONSUMERS * 16;
       r[warp * 16 + g] = acc[0][0] + acc[1][0];
       r[warp * 16 + g + 8] = acc[0][2] + acc[1][2];
+      mbar_arrive(red_full0 + 8 * p);
     }
-    consumer_sync();
-    const int n = tile * 16 + threadIdx.x;
-    if (threadIdx.x < 16 && n < N) {
-      float sum = 0.f;
-#pragma unroll
-      for (int w = 0; w < TD_CONSUMERS; ++w) sum += r[w * 16 + threadIdx.x];
-      out[n] = f32_to_bf16_bits(sum);
-    }
-    // The partials of this parity are rewritten two tiles later, after the next tile's barrier,
-    // which these 16 threads reach only after their sums.
-  }
+    ++q;
+  });
 #endif
 }

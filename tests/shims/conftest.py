@@ -36,7 +36,10 @@ def load_library(path):
     vp, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.int4_cuda_int4_plain_mm.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp]
     lib.int4_cuda_int4_plain_mm.restype = ctypes.c_int
-    lib.int4_cuda_int4_plain_mm_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp, ctypes.c_int]
+    lib.int4_cuda_int4_plain_mm_ws.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp, ctypes.c_size_t, vp]
+    lib.int4_cuda_int4_plain_mm_ws.restype = ctypes.c_int
+    lib.int4_cuda_int4_plain_mm_variant.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp, ctypes.c_size_t, vp,
+                                                    ctypes.c_int]
     lib.int4_cuda_int4_plain_mm_variant.restype = ctypes.c_int
     lib.int4_cuda_int4_plain_mm_f32.argtypes = [vp, vp, vp, vp, vp, i64, i64, i64, i64, vp]
     lib.int4_cuda_int4_plain_mm_f32.restype = ctypes.c_int

@@ -9,6 +9,8 @@ ERR_BAD_M, ERR_BAD_N, ERR_BAD_K = 6, 7, 8
 ERR_BAD_GROUP_SIZE, ERR_K_NOT_DIVISIBLE, ERR_TOO_LARGE = 9, 10, 11
 ERR_MISALIGNED_X, ERR_MISALIGNED_QDATA, ERR_MISALIGNED_SCALE = 12, 13, 14
 ERR_MISALIGNED_ZERO, ERR_MISALIGNED_OUT, ERR_LAUNCH = 15, 16, 17
+ERR_MISALIGNED_WORKSPACE = 18
+WS = 0x600000  # a fake, aligned workspace address
 
 # Fake, well-aligned device addresses: never dereferenced because every case below fails a check.
 GOOD = dict(x=0x100000, qdata=0x200000, scale=0x300000, zero=0x400000, out=0x500000,
@@ -53,6 +55,35 @@ def call(lib, **over):
                                        a["M"], a["N"], a["K"], a["gs"], None)
 
 
+def call_ws(lib, ws=WS, ws_bytes=1 << 20, **over):
+    a = dict(GOOD, **over)
+    return lib.int4_cuda_int4_plain_mm_ws(a["x"], a["qdata"], a["scale"], a["zero"], a["out"],
+                                          a["M"], a["N"], a["K"], a["gs"], ws, ws_bytes, None)
+
+
+@pytest.mark.parametrize("over,code,words", CASES, ids=[f"{c[1]}-{'-'.join(f'{k}={v}' for k, v in c[0].items())}" for c in CASES])
+def test_ws_entry_same_checks(shims_lib, over, code, words):
+    assert call_ws(shims_lib, **over) == code
+
+
+@pytest.mark.parametrize("ws", [0x600008, 0x600001, 0x600004])
+def test_misaligned_workspace(shims_lib, ws):
+    assert call_ws(shims_lib, ws=ws) == ERR_MISALIGNED_WORKSPACE
+    text = shims_lib.int4_cuda_status_string(ERR_MISALIGNED_WORKSPACE).decode()
+    assert "workspace must be 16-byte aligned" in text, text
+    # The workspace is checked after every other argument.
+    assert call_ws(shims_lib, ws=ws, out=0x500001) == ERR_MISALIGNED_OUT
+    rc = shims_lib.int4_cuda_int4_plain_mm_variant(GOOD["x"], GOOD["qdata"], GOOD["scale"], GOOD["zero"], GOOD["out"],
+                                                   1, 4096, 4096, 32, ws, 1 << 20, None, 31)
+    assert rc == ERR_MISALIGNED_WORKSPACE
+
+
+def test_no_workspace_is_not_an_error(shims_lib):
+    # NULL (with or without a size) means "none": the checks stop at the misaligned out, not at the workspace.
+    assert call_ws(shims_lib, ws=None, ws_bytes=0, out=0x500001) == ERR_MISALIGNED_OUT
+    assert call_ws(shims_lib, ws=None, ws_bytes=1 << 20, out=0x500001) == ERR_MISALIGNED_OUT
+
+
 @pytest.mark.parametrize("over,code,words", CASES, ids=[f"{c[1]}-{'-'.join(f'{k}={v}' for k, v in c[0].items())}" for c in CASES])
 def test_bad_argument_code(shims_lib, over, code, words):
     assert call(shims_lib, **over) == code
@@ -88,7 +119,7 @@ def test_valid_group_sizes_pass_the_checks(shims_lib):
 def test_variant_entry_checks_arguments(shims_lib):
     a = dict(GOOD, x=None)
     rc = shims_lib.int4_cuda_int4_plain_mm_variant(a["x"], a["qdata"], a["scale"], a["zero"], a["out"],
-                                                   a["M"], a["N"], a["K"], a["gs"], None, 1)
+                                                   a["M"], a["N"], a["K"], a["gs"], None, 0, None, 1)
     assert rc == ERR_NULL_X
 
 

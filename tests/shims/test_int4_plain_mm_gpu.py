@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.gpu
 
 M_PATHS = [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 63, 64, 65, 128, 512]
-DECODE_VARIANTS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 26, 27, 28, 29, 30, 31]  # see int4_cuda_int4_plain_mm_variant in shims/int4_plain_mm.h
+DECODE_VARIANTS = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 26, 27, 28, 29, 30, 31, 32, 33]  # see int4_cuda_int4_plain_mm_variant in shims/int4_plain_mm.h
 PREFILL_VARIANT = 9
 PREFILL_BM64_VARIANT = 17  # the prefill kernel with 64-token tiles
 
@@ -40,19 +40,39 @@ def reference(x, qdata, scale, zero, gs):
     return x.double() @ w.t()
 
 
-def run(lib, x, qdata, scale, zero, out, M, N, K, gs, variant=None):
+WORKSPACE_BYTES = 1 << 20  # INT4_CUDA_PLAIN_MM_WORKSPACE_BYTES
+SK_COUNT_BYTES = 4096 * 4  # the workspace's arrival counters come first (launch_decode_tma)
+_WS = []
+
+
+def workspace(dev):
+    """One workspace for the whole module (one GPU), zero-filled once, as the runtime keeps one per
+    executor: every call must leave it usable for the next, whatever the shape."""
+    if not _WS:
+        _WS.append(torch.zeros(WORKSPACE_BYTES, dtype=torch.uint8, device=dev))
+    return _WS[0]
+
+
+def run(lib, x, qdata, scale, zero, out, M, N, K, gs, variant=None, ws=True):
+    """variant None: the runtime's entry (int4_cuda_int4_plain_mm_ws) with the module's workspace, or with
+    ws=False the entry without one; else that variant, with the workspace unless ws=False."""
     stream = torch.cuda.current_stream().cuda_stream
-    args = (x.data_ptr(), qdata.data_ptr(), scale.data_ptr(), zero.data_ptr(), out.data_ptr(), M, N, K, gs, stream)
-    rc = lib.int4_cuda_int4_plain_mm(*args) if variant is None else lib.int4_cuda_int4_plain_mm_variant(*args, variant)
+    args = (x.data_ptr(), qdata.data_ptr(), scale.data_ptr(), zero.data_ptr(), out.data_ptr(), M, N, K, gs)
+    w = workspace(x.device)
+    wargs = (w.data_ptr(), w.numel()) if ws else (None, 0)
+    if variant is None:
+        rc = lib.int4_cuda_int4_plain_mm_ws(*args, *wargs, stream) if ws else lib.int4_cuda_int4_plain_mm(*args, stream)
+    else:
+        rc = lib.int4_cuda_int4_plain_mm_variant(*args, *wargs, stream, variant)
     assert rc == 0, (rc, lib.int4_cuda_status_string(rc).decode(), lib.int4_cuda_last_cuda_error().decode())
     torch.cuda.synchronize()
 
 
-def check(lib, M, N, K, gs, dev, variant=None, seed=0, out_offset=0):
+def check(lib, M, N, K, gs, dev, variant=None, seed=0, out_offset=0, ws=True):
     x, qdata, scale, zero = make_inputs(M, N, K, gs, dev, seed=seed * 7919 + M * 131 + N * 17 + K + gs)
     buf = torch.full((M * N + out_offset,), float("nan"), device=dev, dtype=torch.bfloat16)
     out = buf[out_offset:].view(M, N)
-    run(lib, x, qdata, scale, zero, out, M, N, K, gs, variant)
+    run(lib, x, qdata, scale, zero, out, M, N, K, gs, variant, ws=ws)
     ref = reference(x, qdata, scale, zero, gs)
     o = out.double()
     assert not torch.isnan(o).any(), f"{int(torch.isnan(o).sum())} output elements not written"
@@ -240,15 +260,99 @@ def test_tma_ring_decode(shims_lib, dev, N, K, gs):
     assert any("int4_mm_decode_tma_kernel" in n for n in names), names
 
 
+# Stream-K (variant 33: wherever tiles are left past the last whole round, with a workspace;
+# shims/int4_plain_mm_tma_decode.cuh): the tiles past the last whole round of G = 2 x SMs blocks
+# (1 x SMs for long K) are shared by stages of 2048 k (K > 2048, else there is nothing to share).
+# Cases: fewer tiles than blocks (dp = 0; with 21 tiles x 3 stages most blocks get no unit at all),
+# one or more whole rounds plus a remainder whose pieces are 1 stage (K = 4096) or many (K = 21504:
+# 11 stages, the last of 4 boxes), N past the last full tile (rows >= N in a shared tile), every
+# scale-box width, and the one-block-per-SM grid. Against float64, deterministic, counters left at
+# zero, and the pieces really went through the workspace (its partials area, poisoned before, was
+# written).
+@pytest.mark.parametrize("N,K,gs", [(333, 5376, 32), (4000, 4096, 32), (5376, 21504, 32), (9000, 4096, 64),
+                                    (21504, 5376, 32), (4100, 4096, 128), (1000, 4096, 256), (300, 49152, 64),
+                                    (4096, 14336, 32)])
+def test_stream_k(shims_lib, dev, N, K, gs):
+    if not tma_ring_available(dev):
+        pytest.skip("needs a compute-capability 9.0 GPU (sm_90a)")
+    w = workspace(dev)
+    w[SK_COUNT_BYTES:].fill_(0xFF)  # NaN bit patterns in the partials area (the kernel never reads them unwritten)
+    torch.cuda.synchronize()
+    x, qdata, scale, zero = make_inputs(1, N, K, gs, dev, seed=N + K + gs)
+    ref = reference(x, qdata, scale, zero, gs)
+    outs = []
+    for variant in (33, 33, 33, 32):
+        out = torch.full((1, N), float("nan"), device=dev, dtype=torch.bfloat16)
+        run(shims_lib, x, qdata, scale, zero, out, 1, N, K, gs, variant=variant)
+        o = out.double()
+        assert not torch.isnan(o).any(), f"variant {variant}: {int(torch.isnan(o).sum())} outputs not written"
+        rel = (torch.linalg.norm(o - ref) / torch.linalg.norm(ref)).item()
+        assert rel <= 1e-2, f"variant {variant}: relative error {rel:.3e}"
+        outs.append(out)
+        if variant == 33:
+            assert int(torch.count_nonzero(w[:SK_COUNT_BYTES])) == 0, "arrival counters not reset"
+    assert not torch.equal(w[SK_COUNT_BYTES:], torch.full_like(w[SK_COUNT_BYTES:], 0xFF)), "stream-K did not run"
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2]), "stream-K results differ between runs"
+    # Whole tiles vs pieces: the same fp32 products summed in another order, so within a bf16 ulp or two.
+    d = (outs[0].double() - outs[3].double()).abs() / ref.abs().clamp_min(1e-3)
+    assert d.max().item() <= 2 ** -6, d.max().item()
+
+
+def test_stream_k_needs_room(shims_lib, dev):
+    """A workspace too small for the grid (or none) is not used: whole tiles, still correct."""
+    if not tma_ring_available(dev):
+        pytest.skip("needs a compute-capability 9.0 GPU (sm_90a)")
+    N, K, gs = 5376, 21504, 32
+    small = torch.full((SK_COUNT_BYTES + 1024,), 0xFF, dtype=torch.uint8, device=dev)
+    small[:SK_COUNT_BYTES] = 0
+    x, qdata, scale, zero = make_inputs(1, N, K, gs, dev, seed=21)
+    out = torch.full((1, N), float("nan"), device=dev, dtype=torch.bfloat16)
+    rc = shims_lib.int4_cuda_int4_plain_mm_variant(x.data_ptr(), qdata.data_ptr(), scale.data_ptr(), zero.data_ptr(),
+                                                   out.data_ptr(), 1, N, K, gs, small.data_ptr(), small.numel(),
+                                                   torch.cuda.current_stream().cuda_stream, 33)
+    assert rc == 0
+    torch.cuda.synchronize()
+    assert torch.equal(small[SK_COUNT_BYTES:], torch.full_like(small[SK_COUNT_BYTES:], 0xFF)), "too-small workspace used"
+    ref = reference(x, qdata, scale, zero, gs)
+    assert (torch.linalg.norm(out.double() - ref) / torch.linalg.norm(ref)).item() <= 1e-2
+
+
+@pytest.mark.parametrize("N,K,gs,sk", [(5376, 21504, 32, True), (21504, 5376, 32, True), (14336, 4096, 32, True),
+                                        (5376, 21504, 128, True), (4240, 21504, 64, True), (28672, 4096, 32, False),
+                                        (8192, 4096, 32, False), (128256, 4096, 32, False)])
+def test_stream_k_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, sk):
+    """M = 1 through the runtime's entry (with a workspace) on an H100 (132 SMs, 2 blocks each): the
+    TMA ring shares the tiles past its last whole round by stages where that shortens the longest block
+    (K = 21504: 11 stages per tile; 14336x4096: 3.4 rounds) and keeps whole tiles where it does not
+    (28672x4096 and 8192x4096: 14 / 4 stages either way; 128256x4096: 61 of 62, within the pieces'
+    cost). Seen through the workspace's partials area, poisoned before the call."""
+    if torch.cuda.get_device_properties(dev).multi_processor_count != 132 or not tma_ring_available(dev):
+        pytest.skip("the policy is stated for an H100 (sm_90a, 132 SMs)")
+    w = workspace(dev)
+    w[SK_COUNT_BYTES:].fill_(0xFF)
+    names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
+    assert any("int4_mm_decode_tma_kernel" in n for n in names), names
+    ran = not torch.equal(w[SK_COUNT_BYTES:], torch.full_like(w[SK_COUNT_BYTES:], 0xFF))
+    assert ran == sk
+    assert int(torch.count_nonzero(w[:SK_COUNT_BYTES])) == 0
+
+
+def test_entry_without_workspace(shims_lib, dev):
+    """int4_cuda_int4_plain_mm (no workspace) on shapes where the _ws entry shares tiles."""
+    for N, K, gs in [(5376, 21504, 32), (21504, 5376, 32), (28672, 4096, 64)]:
+        check(shims_lib, 1, N, K, gs, dev, ws=False)
+
+
 @pytest.mark.parametrize("N,K,gs,tma", [(28672, 4096, 32, True), (8192, 4096, 32, True), (21504, 5376, 32, True),
                                          (5376, 21504, 32, True), (28672, 4096, 64, True), (34000, 4096, 128, True),
                                          (4096, 4096, 32, False), (6144, 4096, 32, False), (4096, 16384, 32, False),
                                          (49152, 1536, 32, False), (8000, 5376, 128, False), (28672, 4096, 128, False),
-                                         (5376, 21504, 128, False)])
+                                         (5376, 21504, 128, True), (14336, 4096, 128, False)])
 def test_tma_ring_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, tma):
     """M = 1 on an H100 (132 SMs, 2 blocks each; tma_decode_pays): at gs <= 64 about two rounds of row
     tiles per block, or more than one round with >= 8 stages of 2048 k per block, take the TMA-ring
-    kernel; at gs 128 only >= 16 stages per block. One-round grids (4096x16384), 6144x4096, K = 1536
+    kernel; at gs 128 only >= 16 stages per block, or where stream-K (the runtime's entry passes a
+    workspace) shares tiles of >= 8 stages (K = 21504). One-round grids (4096x16384), 6144x4096, K = 1536
     (stages 6/8 full) and scale rows that are not 16-byte multiples (K = 5376 at gs 128) keep the
     register kernels."""
     if torch.cuda.get_device_properties(dev).multi_processor_count != 132:
