@@ -1178,8 +1178,14 @@ cudaError_t tma_decode_grid(const Args& a, size_t* smem, int* resident) {
 // with different grids find them at zero, then the pieces' partial sums, float [grid][2][16].
 constexpr int kSkMaxGrid = 4096;
 constexpr size_t kSkCountBytes = kSkMaxGrid * sizeof(unsigned);
+// INT4_CUDA_STREAM_K=0 in the environment ignores the workspace (for A/B timing).
 bool stream_k_room(const Args& a, int grid) {
-  return a.ws != nullptr && grid <= kSkMaxGrid && a.ws_bytes >= kSkCountBytes + (size_t)grid * 2 * 16 * sizeof(float);
+  static const bool off = [] {
+    const char* e = std::getenv("INT4_CUDA_STREAM_K");
+    return e != nullptr && std::strcmp(e, "0") == 0;
+  }();
+  return !off && a.ws != nullptr && grid <= kSkMaxGrid &&
+         a.ws_bytes >= kSkCountBytes + (size_t)grid * 2 * 16 * sizeof(float);
 }
 // Where it pays (H100, same visit, notes v52): where it shortens the longest block by >= 1/16 (whole
 // tiles: ceil(T / G) NS stages; shared: (T / G) NS + ceil(U / G)), with at least one whole round for

@@ -8,9 +8,10 @@
 // of registers for a deeper pipeline. Here one producer thread keeps S stages in flight per block
 // (S x 20 KB) whatever the consumers are doing; the consumers read the stages from shared memory.
 //
-// Block: 8 consumer warps + 1 producer warp (288 threads), persistent over 16-row weight tiles
-// (tile = blockIdx.x + i gridDim.x). It never triggers the next kernel early (shims/pdl.cuh): letting
-// it launch on the last tile measured 4-13 % slower back to back (notes v42).
+// Block: 8 consumer warps + 1 producer warp + 1 epilogue warp (320 threads), persistent over 16-row
+// weight tiles (tile = blockIdx.x + i gridDim.x; with stream-K, below, runs of stages of the last
+// tiles first). It never triggers the next kernel early (shims/pdl.cuh): letting it launch on the
+// last tile measured 4-13 % slower back to back (notes v42).
 // Stage: one tile's 16 rows x 2048 k (the last stage of a row may be shorter): 8 boxes of
 // [16 rows][128 B] packed weights (256 k each), box w for consumer warp w, and the stage's scale and
 // zero boxes [16 rows][2048 / gs], all brought by cp.async.bulk.tensor under one mbarrier (full);
@@ -21,9 +22,11 @@
 // Consumer warp w, lane (g = lane / 4, t = lane % 4): k [256 it + 64 t, +64) of rows g and g + 8 of
 // the tile, it = 8 s + w (the decode kernel's W2 mapping, w2_iteration: two 32-k halves, mma.m16n8k16
 // with the tile as A and x as B). x is staged once per block in shared memory in B-fragment order
-// ([iteration][half][word][t]). At a tile's end each warp leaves its 16 partial sums in shared memory
-// (double buffered by tile parity), one named barrier of the 256 consumer threads, and 16 threads
-// add the 8 warps' partials and store the tile's outputs: the producer never waits for it.
+// ([iteration][half][word][t]). At the end of a run of stages (a tile, or a stream-K piece of one) each
+// consumer warp leaves its 16 partial sums in one of TD_RED shared buffers and arrives on the
+// buffer's mbarrier; the epilogue warp adds the 8 warps' partials, frees the buffer and stores the
+// outputs (or adds the piece through the workspace): neither the producer nor the consumers wait
+// for global memory (notes v52: the stream-K additions in the consumers cost 3-4 us per piece).
 // Needs M = 1, K % 256 == 0, K / gs % 8 == 0 (16-byte scale rows for the TMA) and 16-byte aligned
 // qdata / scale / zero (the launcher checks; otherwise the register kernels run).
 
