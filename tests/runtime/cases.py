@@ -242,6 +242,16 @@ def cases() -> List[Callable[[], Case]]:
         return Case("mlp4", MLP4().to(bf16), (x,), steps, dynamic_shapes=({0: seq},), quantize=True,
                     embed_weights=False)
 
+    def wide_mlp():
+        """Llama-3-8B's unfused up projection (N = 14336, K = 4096) and its down projection: on an H100 the
+        first takes the TMA-ring decode kernel with stream-K at M = 1, through the executor's
+        workspace (shims/int4_plain_mm.h), three steps in a row on the same workspace."""
+        seq = torch.export.Dim("m", min=1, max=8)
+        x = _r(2, 4096)
+        steps = [(_r(1, 4096),), (_r(1, 4096),), (_r(3, 4096),), (_r(1, 4096),)]
+        return Case("wide_mlp", MLP4(dims=(4096, 14336, 4096)).to(bf16), (x,), steps, dynamic_shapes=({0: seq},),
+                    quantize=True, embed_weights=False)
+
     def block():
         seq = torch.export.Dim("seq", min=1, max=64)
         x = _r(1, 16, 256)
@@ -291,8 +301,8 @@ def cases() -> List[Callable[[], Case]]:
         return Case("fused_llm_ops_f32", model, (_r(1, 5, 128, dtype=torch.float32), torch.tensor([0], dtype=torch.int64)),
                     steps, dynamic_shapes=({1: seq}, None), quantize=True, embed_weights=False)
 
-    return [elementwise, norms, matmuls, attention, shapes, linears, gemv, embed, mlp4, block, llm_ops, fused_llm_ops,
-            fused_llm_ops_f32]
+    return [elementwise, norms, matmuls, attention, shapes, linears, gemv, embed, mlp4, wide_mlp, block, llm_ops,
+            fused_llm_ops, fused_llm_ops_f32]
 
 
 def build(make: Callable[[], Case], out_dir: str, seed: int = 0):
