@@ -171,8 +171,9 @@ int int4_cuda_int4_plain_mm_f32(const void* x,      /* f32   [M, K]    */
  * without staging, one block per row tile (26-28: M == 1, 29: M <= 8, all K % 256 == 0; else the
  * default dispatch). 30 = 13 with whole 128-byte lines fetched into L2 for the weights (M == 1,
  * K % 128 == 0; else the default dispatch). 31 = the TMA-ring decode kernel (M == 1 where it is
- * available, see the kernel choice above; else the default dispatch), with stream-K where a workspace
- * is given; 32 = 31 without stream-K. Other values = default dispatch. */
+ * available, see the kernel choice above; else the default dispatch), with stream-K where the launcher's
+ * policy takes it and a workspace is given; 32 = 31 with whole tiles only; 33 = 31 with stream-K
+ * wherever row tiles are left past the last whole round (tests). Other values = default dispatch. */
 int int4_cuda_int4_plain_mm_variant(const void* x, const void* qdata, const void* scale,
                                     const void* zero, void* out, int64_t M, int64_t N, int64_t K,
                                     int64_t group_size, void* workspace, size_t workspace_bytes,

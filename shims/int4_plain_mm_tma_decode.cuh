@@ -38,9 +38,9 @@ constexpr int TD_SZ = 2048;                            // one scale (or zero) bo
 constexpr int TD_SLOT = TD_CONSUMERS * TD_BOX + 2 * TD_SZ;  // 20 KB, a multiple of 1024
 constexpr int TD_RED = 4;  // buffers of the consumers' partial sums: the epilogue may lag 3 runs behind
 
-// Dynamic shared memory: [S slots][TD_SLOT] | x staged [K / 256][32] uint4 | partials float [TD_RED][8][16]
-// | mbarriers full[S], empty[S], red_full[2], red_empty[2]. The base is rounded up to 1024 B (the 128-byte swizzle repeats
-// every 1024 B of address).
+// Dynamic shared memory: [S slots][TD_SLOT] | x staged [K / 256][32] uint4 | partials float
+// [TD_RED][8][16] | mbarriers full[S], empty[S], red_full[TD_RED], red_empty[TD_RED]. The base is
+// rounded up to 1024 B (the 128-byte swizzle repeats every 1024 B of address).
 inline size_t tma_decode_smem_bytes(int K, int S) {
   return (size_t)S * TD_SLOT + (size_t)(K / 256) * 512 + TD_RED * TD_CONSUMERS * 16 * 4 + 2 * S * 8 + 2 * TD_RED * 8 + 1024;
 }
