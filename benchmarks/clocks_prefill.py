@@ -7,7 +7,10 @@ time per call, median clock and power, and the time in clock cycles (µs × MHz)
 sit at the board's power limit, the clock they get says how much energy their work costs, and the
 cycle count what is left once the clock is factored out (notes v25-v26).
 
-Usage (GPU host, repo root): python3 benchmarks/clocks_prefill.py [--lib PATH] [--seconds S]
+With --decode the same for M = 1 (ours with the workspace, as the runtime calls it, against cuBLAS's
+GEMV): whether a decode call at full memory bandwidth also runs at the power limit.
+
+Usage (GPU host, repo root): python3 benchmarks/clocks_prefill.py [--lib PATH] [--seconds S] [--decode]
 """
 import argparse
 import datetime
@@ -22,12 +25,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_int4_plain_mm as bench
 
 SHAPES = [(28672, 4096, 512), (4096, 4096, 512), (4096, 14336, 512)]
+DECODE_SHAPES = [(28672, 4096, 1), (128256, 4096, 1), (5376, 21504, 1)]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib")
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--decode", action="store_true", help="M = 1 shapes instead of M = 512")
     args = ap.parse_args()
     lib = bench.load_lib(bench.find_lib(args.lib))
     phases = []  # (name, start, end, µs per call)
@@ -36,7 +41,7 @@ def main():
                                 "--format=csv,noheader,nounits", "-lms", "50"], stdout=log, stderr=subprocess.DEVNULL)
         try:
             time.sleep(0.5)
-            for N, K, M in SHAPES:
+            for N, K, M in DECODE_SHAPES if args.decode else SHAPES:
                 case = bench.Case(N, K, 32)
 
                 def ours(case=case, M=M):
