@@ -1317,8 +1317,17 @@ cudaError_t chunked_decode_pays(const Args& a, int cols, int max_cols, int token
 // M = 1 gs 32 4096x4096 7.90 -> 7.23 us, 576x1536 2.63 -> 2.29, 192x576 1.92 -> 1.85, 1536x576 2.10 ->
 // 1.98; 3072x1536 equal; M = 2 / 4 on 4096x4096 7.70 -> 7.43 / equal, but M = 8 8.12 -> 8.61. With
 // more tiles its 2 blocks/SM lose (6144x4096 9.3 -> 11.9, 49152x576 13.7 -> 16.3, as variant 11).
+// lines (M = 1, gs >= 128): the staged-x kernel with whole-line L2 fetches (L2P, variant 30) wherever
+// every warp's k-range is whole 128-byte lines of each row (K % 256 == 0 and an even number of 128-k
+// iterations per warp, at least 4) and there are >= 128 row tiles, before W2, U = 2, XPRE and the
+// register kernels (not where many tiles take U = 2: not measured). H100, variant 30 / default, gs 128,
+// same visits (notes v58): even k-iterations per warp -4 to -11 % (4096x4096 6.27 -> 5.93 us, 6144x4096
+// 8.17 -> 7.55, 4096x14336 15.19 -> 14.26, 4096x5376 7.97 -> 7.11, 2048x8192 7.44 -> 6.61, 5120x8192
+// 12.67 -> 11.43; W2's 21504x5376 25.52 -> 24.69, 14336x6144 20.88 -> 20.10), odd ones +1 to +12 %
+// (K = 3072, 4608, 5120, 6656, 7168: 5120x5120 8.65 -> 9.25), few tiles +2 to +14 % (2048x2048,
+// 1024x4096); gs 256 the same, gs 64 no gain.
 struct DecodePolicy {
-  bool many, u2, fk, w2, xpre;
+  bool many, u2, fk, w2, xpre, lines;
 };
 DecodePolicy decode_policy(const Args& a) {
   const int ki = (a.K + 127) / 128;
@@ -1329,7 +1338,9 @@ DecodePolicy decode_policy(const Args& a) {
   const bool w2 = a.M == 1 && a.K % 256 == 0 && !u2 && (many || per_warp >= 8) && (a.gsh == 5 || (ki / 2 + 7) / 8 >= 3) &&
                   xs_smem_bytes(a, 8, 1, true) <= (size_t)kXsMaxSmem;
   const bool xpre = a.M <= 4 && tiles <= 264 && !u2 && !w2;
-  return {many, u2, a.K % 128 == 0, w2, xpre};
+  const bool lines = a.M == 1 && a.gsh >= 7 && a.K % 256 == 0 && per_warp >= 4 && per_warp % 2 == 0 && tiles >= 128 &&
+                     !(many && u2) && xs_fits(a);
+  return {many, u2, a.K % 128 == 0, w2, xpre, lines};
 }
 
 // The register-path decode kernel with NT token tiles under policy p. NT = 4 (up to 32 columns, and
@@ -1439,6 +1450,7 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
   }
   if (a.M <= 16) {
     const DecodePolicy p = decode_policy(a);
+    if (p.lines) return launch_decode<1, 1, 3, false, true, true, false, false, true>(a, stream, 8, true);
     if (p.w2) return launch_decode<1, 1, 3, false, true, true, false, true>(a, stream, 8, p.many);
     // Persistent blocks stage x once in shared memory and reuse it for every row tile (XS: +4-5 %
     // on 21504x5376 and 128256x4096, equal on 28672x4096; with few tiles the staging does not pay).

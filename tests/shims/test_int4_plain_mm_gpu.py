@@ -217,14 +217,15 @@ def launched_kernels(fn):
     return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
 
 
-@pytest.mark.parametrize("N,K,gs,w2", [(7000, 4096, 32, True), (5376, 21248, 64, True), (8000, 5376, 128, True),
+@pytest.mark.parametrize("N,K,gs,w2", [(7000, 4096, 32, True), (5376, 21248, 64, True), (8000, 4608, 128, True),
                                         (4096, 4096, 32, False), (8000, 2080, 32, False), (4096, 14336, 32, False),
                                         (8000, 4096, 128, False)])
 def test_w2_decode_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, w2):
     """M = 1: many row tiles, or long K without U = 2, with K % 256 == 0 take the 256-k iteration (W2)
     kernel (decode_policy's w2), at gs >= 64 only with >= 3 W2 iterations per warp; the few-iteration shapes,
-    K % 256 != 0 and U = 2 keep the 128-k one. (The long-K and gs 128 cases have scale rows of 664 and
-    84 bytes, which the TMA-ring kernel cannot take on Hopper.)"""
+    K % 256 != 0 and U = 2 keep the 128-k one, and at gs >= 128 an even number of 128-k iterations per
+    warp takes whole-line fetches instead (next test). (The long-K and gs 128 cases have scale rows of 664
+    and 72 bytes, which the TMA-ring kernel cannot take on Hopper.)"""
     import re
     names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
     ran = any(re.search(r"int4_mm_decode_kernel<1, 1, 3, false, true, true, false, true, false>", n) for n in names)
@@ -232,10 +233,17 @@ def test_w2_decode_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, w2):
 
 
 @pytest.mark.parametrize("N,K,gs,l2p", [(8000, 4096, 128, True), (7001, 4096, 128, True), (8000, 4096, 64, False),
-                                        (8000, 4096, 32, False), (4096, 4096, 128, False), (8000, 5376, 128, False)])
+                                        (8000, 4096, 32, False), (4096, 4096, 128, True), (6144, 4096, 256, True),
+                                        (4096, 14336, 128, True), (2048, 8192, 128, True), (8000, 5376, 128, True),
+                                        (5120, 5120, 128, False), (4096, 4608, 128, False), (2048, 2048, 128, False),
+                                        (1024, 4096, 128, False), (4096, 4096, 64, False), (8192, 8192, 128, False)])
 def test_whole_line_l2_fetches_where_they_paid(shims_lib, dev, N, K, gs, l2p):
-    """M = 1 at gs >= 128 on the persistent staged-x kernel (many row tiles, no W2, no U = 2): the weight
-    loads fetch whole 128-byte lines into L2 (L2P); gs 64, W2 (8000x5376) and one-wave grids do not."""
+    """M = 1 at gs >= 128: the staged-x kernel whose weight loads fetch whole 128-byte lines into L2 (L2P)
+    runs on many row tiles without W2 or U = 2 (8000x4096, 7001x4096), and wherever each warp's k-range
+    is whole lines of a row (K % 256 == 0, an even number >= 4 of 128-k iterations per warp) with >= 128
+    row tiles (decode_policy's lines: 4096x4096, 4096x14336, 2048x8192, W2's 8000x5376). Not at gs 64,
+    with an odd number of iterations per warp (K = 5120, 4608), few iterations (2048x2048) or tiles
+    (1024x4096), or many tiles with U = 2 (8192x8192)."""
     import re
     names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
     ran = any(re.search(r"int4_mm_decode_kernel<1, 1, 3, false, true, true, false, false, true>", n) for n in names)
