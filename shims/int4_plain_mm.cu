@@ -337,7 +337,10 @@ __global__ void __launch_bounds__(256, MINB)
   const int KI = (K + (1 << kLog2It) - 1) >> kLog2It;
   const bool pairs32 = W2 && gs_shift == 5 && (G & 1) == 0 &&
                        ((reinterpret_cast<uintptr_t>(scale) | reinterpret_cast<uintptr_t>(zero)) & 3) == 0;
-  const int per_warp = (KI + WK - 1) / WK;
+  // L2P: an even number of 128-k iterations per warp, so that every warp's range is whole 128-byte
+  // lines of each row (K % 256 == 0) and a whole-line fetch never brings half a line that the next
+  // warp asks for again (the last warps may get fewer iterations, or none; notes v58).
+  const int per_warp = L2P ? (((KI + WK - 1) / WK + 1) & ~1) : (KI + WK - 1) / WK;
   const int it_begin = warp * per_warp;
   const int it_end = min(KI, it_begin + per_warp);
 
@@ -895,13 +898,14 @@ constexpr int kMaxDevices = 64;
 // block per 16 weight rows, or (persistent) one resident wave of blocks striding over row tiles.
 // XS: the activations are staged in dynamic shared memory (at most kXsMaxSmem; see xs_fits).
 constexpr int kXsMaxSmem = 64 * 1024;
-size_t xs_smem_bytes(const Args& a, int wk, int parts = 1, bool w2 = false) {  // parts: 2 for f32 (hi, lo)
+// parts: 2 for f32 (hi, lo); even: the L2P kernel's per-warp iterations, rounded up to even.
+size_t xs_smem_bytes(const Args& a, int wk, int parts = 1, bool w2 = false, bool even = false) {
   const int ki = w2 ? (a.K + 255) / 256 : (a.K + 127) / 128;
   if (wk > ki) wk = ki;
-  const int per_warp = (ki + wk - 1) / wk;
+  const int per_warp = even ? (((ki + wk - 1) / wk + 1) & ~1) : (ki + wk - 1) / wk;
   return (size_t)wk * per_warp * (w2 ? 32 : 16) * parts * sizeof(uint4);
 }
-bool xs_fits(const Args& a) { return a.M == 1 && xs_smem_bytes(a, 8) <= (size_t)kXsMaxSmem; }
+bool xs_fits(const Args& a) { return a.M == 1 && xs_smem_bytes(a, 8, 1, false, true) <= (size_t)kXsMaxSmem; }
 // f32 (a.M = MMA columns): one f32 row, both parts staged.
 bool xs_fits_f32(const Args& a) { return a.M == 2 && xs_smem_bytes(a, 8, 2) <= (size_t)kXsMaxSmem; }
 
@@ -936,7 +940,7 @@ cudaError_t launch_decode(const Args& a, cudaStream_t stream, int wk, bool persi
   const int ki = (a.K + (W2 ? 255 : 127)) / (W2 ? 256 : 128);
   wk = wk < 1 ? 1 : wk > 8 ? 8 : wk;
   if (wk > ki) wk = ki;
-  const size_t smem = XS ? xs_smem_bytes(a, wk, XF32 ? 2 : 1, W2) : 0;
+  const size_t smem = XS ? xs_smem_bytes(a, wk, XF32 ? 2 : 1, W2, L2P) : 0;
   // Per device, once: opt-in shared memory (XS), resident blocks of 8 warps by registers, the SM
   // count and the SM's shared memory (the XS grid also divides by its per-call shared memory).
   static std::atomic<int> resident_cache[kMaxDevices];
@@ -1317,15 +1321,17 @@ cudaError_t chunked_decode_pays(const Args& a, int cols, int max_cols, int token
 // M = 1 gs 32 4096x4096 7.90 -> 7.23 us, 576x1536 2.63 -> 2.29, 192x576 1.92 -> 1.85, 1536x576 2.10 ->
 // 1.98; 3072x1536 equal; M = 2 / 4 on 4096x4096 7.70 -> 7.43 / equal, but M = 8 8.12 -> 8.61. With
 // more tiles its 2 blocks/SM lose (6144x4096 9.3 -> 11.9, 49152x576 13.7 -> 16.3, as variant 11).
-// lines (M = 1, gs >= 128): the staged-x kernel with whole-line L2 fetches (L2P, variant 30) wherever
-// every warp's k-range is whole 128-byte lines of each row (K % 256 == 0 and an even number of 128-k
-// iterations per warp, at least 4) and there are >= 128 row tiles, before W2, U = 2, XPRE and the
-// register kernels (not where many tiles take U = 2: not measured). H100, variant 30 / default, gs 128,
-// same visits (notes v58): even k-iterations per warp -4 to -11 % (4096x4096 6.27 -> 5.93 us, 6144x4096
-// 8.17 -> 7.55, 4096x14336 15.19 -> 14.26, 4096x5376 7.97 -> 7.11, 2048x8192 7.44 -> 6.61, 5120x8192
-// 12.67 -> 11.43; W2's 21504x5376 25.52 -> 24.69, 14336x6144 20.88 -> 20.10), odd ones +1 to +12 %
-// (K = 3072, 4608, 5120, 6656, 7168: 5120x5120 8.65 -> 9.25), few tiles +2 to +14 % (2048x2048,
-// 1024x4096); gs 256 the same, gs 64 no gain.
+// lines (M = 1, gs >= 128): the staged-x kernel with whole-line L2 fetches (L2P, variant 30), whose
+// warps each take whole 128-byte lines of every row (K % 256 == 0, an even number of 128-k iterations
+// per warp), wherever there are >= 4 iterations per warp and >= 128 row tiles, before W2, U = 2, XPRE
+// and the register kernels (not where many tiles take U = 2: not measured). H100, variant 30 / default,
+// gs 128, same visits (notes v58): -4 to -11 % where the iterations per warp are even anyway (4096x4096
+// 6.27 -> 5.93 us, 6144x4096 8.17 -> 7.55, 4096x14336 15.19 -> 14.26, 4096x5376 7.97 -> 7.11,
+// 2048x8192 7.44 -> 6.61; W2's 21504x5376 25.52 -> 24.69, 14336x6144 20.88 -> 20.10); where they are
+// odd, rounded up to even, -2 to -11 % (4096x5120 7.10 -> 6.92, 4096x11008 13.11 -> 11.63, 6144x4608
+// 8.87 -> 8.23, W2's 13824x5120 17.92 -> 17.17; 28672x5120 equal), and +1 to +12 % without the
+// rounding; 3 iterations (4096x3072) +5 %, few tiles +2 to +14 % (2048x2048, 1024x4096); gs 256 the
+// same, gs 64 no gain.
 struct DecodePolicy {
   bool many, u2, fk, w2, xpre, lines;
 };
@@ -1338,8 +1344,8 @@ DecodePolicy decode_policy(const Args& a) {
   const bool w2 = a.M == 1 && a.K % 256 == 0 && !u2 && (many || per_warp >= 8) && (a.gsh == 5 || (ki / 2 + 7) / 8 >= 3) &&
                   xs_smem_bytes(a, 8, 1, true) <= (size_t)kXsMaxSmem;
   const bool xpre = a.M <= 4 && tiles <= 264 && !u2 && !w2;
-  const bool lines = a.M == 1 && a.gsh >= 7 && a.K % 256 == 0 && per_warp >= 4 && per_warp % 2 == 0 && tiles >= 128 &&
-                     !(many && u2) && xs_fits(a);
+  const bool lines = a.M == 1 && a.gsh >= 7 && a.K % 256 == 0 && per_warp >= 4 && tiles >= 128 && !(many && u2) &&
+                     xs_fits(a);
   return {many, u2, a.K % 128 == 0, w2, xpre, lines};
 }
 

@@ -136,6 +136,15 @@ def test_variants(shims_lib, dev, variant, M, N, K, gs):
     check(shims_lib, M, N, K, gs, dev, variant=variant)
 
 
+# The whole-line kernel (variant 30) rounds each warp's 128-k iterations up to an even count: odd counts,
+# a short last warp and warps with nothing to do (K = 4224: 33 iterations as 6, 6, 6, 6, 6, 3, 0, 0;
+# K = 640: 5 warps, 2, 2, 1, 0, 0), at every group size.
+@pytest.mark.parametrize("N,K,gs", [(700, 4224, 128), (300, 1152, 128), (129, 640, 32), (1000, 5120, 256),
+                                    (4096, 4608, 64)])
+def test_whole_line_kernel_odd_iterations(shims_lib, dev, N, K, gs):
+    check(shims_lib, 1, N, K, gs, dev, variant=30)
+
+
 @pytest.mark.parametrize("M,variant", [(1, None), (8, None), (32, None), (1, 26), (1, 28), (1, 29), (8, 29), (1, 31)])
 def test_scale_zero_only_2byte_aligned(shims_lib, dev, M, variant):
     """The contract asks scale/zero for 2-byte alignment only: no kernel may assume wider loads of them."""
@@ -235,15 +244,16 @@ def test_w2_decode_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, w2):
 @pytest.mark.parametrize("N,K,gs,l2p", [(8000, 4096, 128, True), (7001, 4096, 128, True), (8000, 4096, 64, False),
                                         (8000, 4096, 32, False), (4096, 4096, 128, True), (6144, 4096, 256, True),
                                         (4096, 14336, 128, True), (2048, 8192, 128, True), (8000, 5376, 128, True),
-                                        (5120, 5120, 128, False), (4096, 4608, 128, False), (2048, 2048, 128, False),
-                                        (1024, 4096, 128, False), (4096, 4096, 64, False), (8192, 8192, 128, False)])
+                                        (5120, 5120, 128, True), (4096, 11008, 128, True), (4096, 3072, 128, False),
+                                        (2048, 2048, 128, False), (1024, 4096, 128, False), (4096, 4096, 64, False),
+                                        (8192, 8192, 128, False)])
 def test_whole_line_l2_fetches_where_they_paid(shims_lib, dev, N, K, gs, l2p):
     """M = 1 at gs >= 128: the staged-x kernel whose weight loads fetch whole 128-byte lines into L2 (L2P)
-    runs on many row tiles without W2 or U = 2 (8000x4096, 7001x4096), and wherever each warp's k-range
-    is whole lines of a row (K % 256 == 0, an even number >= 4 of 128-k iterations per warp) with >= 128
-    row tiles (decode_policy's lines: 4096x4096, 4096x14336, 2048x8192, W2's 8000x5376). Not at gs 64,
-    with an odd number of iterations per warp (K = 5120, 4608), few iterations (2048x2048) or tiles
-    (1024x4096), or many tiles with U = 2 (8192x8192)."""
+    runs on many row tiles without W2 or U = 2 (8000x4096, 7001x4096), and, its warps taking whole lines
+    of each row, wherever K % 256 == 0 with >= 4 iterations of 128 k per warp and >= 128 row tiles
+    (decode_policy's lines: 4096x4096, 4096x14336, 2048x8192, W2's 8000x5376, and odd iteration counts
+    rounded up to even, 5120x5120, 4096x11008). Not at gs 64, with 3 iterations (4096x3072) or fewer,
+    few tiles (1024x4096), or many tiles with U = 2 (8192x8192). Every case checked against float64."""
     import re
     names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
     ran = any(re.search(r"int4_mm_decode_kernel<1, 1, 3, false, true, true, false, false, true>", n) for n in names)
