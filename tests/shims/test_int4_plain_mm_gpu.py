@@ -226,15 +226,15 @@ def launched_kernels(fn):
     return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
 
 
-@pytest.mark.parametrize("N,K,gs,w2", [(7000, 4096, 32, True), (5376, 21248, 64, True), (8000, 4608, 128, True),
+@pytest.mark.parametrize("N,K,gs,w2", [(7000, 4096, 32, True), (5376, 21248, 64, True), (8000, 4608, 64, True),
                                         (4096, 4096, 32, False), (8000, 2080, 32, False), (4096, 14336, 32, False),
                                         (8000, 4096, 128, False)])
 def test_w2_decode_is_what_runs_where_it_pays(shims_lib, dev, N, K, gs, w2):
     """M = 1: many row tiles, or long K without U = 2, with K % 256 == 0 take the 256-k iteration (W2)
     kernel (decode_policy's w2), at gs >= 64 only with >= 3 W2 iterations per warp; the few-iteration shapes,
-    K % 256 != 0 and U = 2 keep the 128-k one, and at gs >= 128 an even number of 128-k iterations per
-    warp takes whole-line fetches instead (next test). (The long-K and gs 128 cases have scale rows of 664
-    and 72 bytes, which the TMA-ring kernel cannot take on Hopper.)"""
+    K % 256 != 0 and U = 2 keep the 128-k one, and at gs >= 128 the whole-line kernel takes the W2 shapes
+    (next test: 8000x5376 gs 128). (On Hopper the TMA-ring kernel cannot take K = 21248 at gs 64, scale
+    rows of 664 bytes, and 8000x4608 at gs 64 has too few stages per tile for it.)"""
     import re
     names = launched_kernels(lambda: check(shims_lib, 1, N, K, gs, dev))
     ran = any(re.search(r"int4_mm_decode_kernel<1, 1, 3, false, true, true, false, true, false>", n) for n in names)
