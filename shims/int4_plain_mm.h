@@ -169,8 +169,9 @@ int int4_cuda_int4_plain_mm_f32(const void* x,      /* f32   [M, K]    */
  * above; else the default dispatch. 26 / 27 / 28 = the decode kernel with 256 k per k-iteration (W2)
  * and x staged in shared memory: persistent at 3 / 2 blocks per SM, one block per row tile; 29 = W2
  * without staging, one block per row tile (26-28: M == 1, 29: M <= 8, all K % 256 == 0; else the
- * default dispatch). 30 = 13 with whole 128-byte lines fetched into L2 for the weights (M == 1,
- * K % 128 == 0; else the default dispatch). 31 = the TMA-ring decode kernel (M == 1 where it is
+ * default dispatch). 30 = 13 with whole 128-byte lines fetched into L2 for the weights and an even
+ * number of 128-k iterations per warp (M == 1, K % 128 == 0; else the default dispatch; the default
+ * at gs >= 128 with enough rows and iterations). 31 = the TMA-ring decode kernel (M == 1 where it is
  * available, see the kernel choice above; else the default dispatch), with stream-K where the launcher's
  * policy takes it and a workspace is given; 32 = 31 with whole tiles only; 33 = 31 with stream-K
  * wherever row tiles are left past the last whole round (tests). Other values = default dispatch. */
