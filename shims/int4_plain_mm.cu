@@ -269,12 +269,21 @@ struct DecodeBatch {
 // Needs K/128 * 256 bytes of shared memory per block. (With M > 1 the token index sits between
 // t's and made 2-4-way bank conflicts: measured 6 % slower at M = 2, 35 % at M = 8.)
 // L2P (XS, not W2): the weight loads ask L2 for whole 128-byte lines (.L2::128B). A 128-k iteration
-// reads 64 bytes of each row, and the warp's next iteration the other half of the line.
+// reads 64 bytes of each row, and the warp's next iteration the other half of the line; each warp
+// takes an even number of iterations (decode_per_warp), so that with K % 256 == 0 every warp's range
+// is whole lines of each row and a whole-line fetch never brings half a line that the next warp asks
+// for again (the last warps may get fewer iterations, or none; notes v58).
 // XF32: x and out are f32 [M/2, K] and [M/2, N]; M counts MMA columns, column c is the hi (c even)
 // or lo (c odd) bf16 part of activation row c/2 (split8). The two parts of a row land in the same
 // lane's accumulators (d0/d1), so the epilogue adds them and writes f32, never rounding to bf16.
 // XF32 + XS (one f32 row): both parts are staged, [k-iteration][word i][part][chunk t], and lane g
 // reads part g & 1 (lanes g >= 2 feed unused columns); 8 distinct 16-byte reads per phase.
+// k-iterations per warp of the decode kernel (ki over wk warps), rounded up to even for L2P; the
+// launcher sizes the staged activations with the same count.
+__host__ __device__ __forceinline__ int decode_per_warp(int ki, int wk, bool even) {
+  const int p = (ki + wk - 1) / wk;
+  return even ? (p + 1) & ~1 : p;
+}
 template <int U, int NT, int MINB, bool XPRE, bool FULLK = false, bool XS = false, bool XF32 = false,
           bool W2 = false, bool L2P = false>
 __global__ void __launch_bounds__(256, MINB)
@@ -337,10 +346,7 @@ __global__ void __launch_bounds__(256, MINB)
   const int KI = (K + (1 << kLog2It) - 1) >> kLog2It;
   const bool pairs32 = W2 && gs_shift == 5 && (G & 1) == 0 &&
                        ((reinterpret_cast<uintptr_t>(scale) | reinterpret_cast<uintptr_t>(zero)) & 3) == 0;
-  // L2P: an even number of 128-k iterations per warp, so that every warp's range is whole 128-byte
-  // lines of each row (K % 256 == 0) and a whole-line fetch never brings half a line that the next
-  // warp asks for again (the last warps may get fewer iterations, or none; notes v58).
-  const int per_warp = L2P ? (((KI + WK - 1) / WK + 1) & ~1) : (KI + WK - 1) / WK;
+  const int per_warp = decode_per_warp(KI, WK, L2P);
   const int it_begin = warp * per_warp;
   const int it_end = min(KI, it_begin + per_warp);
 
@@ -902,8 +908,7 @@ constexpr int kXsMaxSmem = 64 * 1024;
 size_t xs_smem_bytes(const Args& a, int wk, int parts = 1, bool w2 = false, bool even = false) {
   const int ki = w2 ? (a.K + 255) / 256 : (a.K + 127) / 128;
   if (wk > ki) wk = ki;
-  const int per_warp = even ? (((ki + wk - 1) / wk + 1) & ~1) : (ki + wk - 1) / wk;
-  return (size_t)wk * per_warp * (w2 ? 32 : 16) * parts * sizeof(uint4);
+  return (size_t)wk * decode_per_warp(ki, wk, even) * (w2 ? 32 : 16) * parts * sizeof(uint4);
 }
 bool xs_fits(const Args& a) { return a.M == 1 && xs_smem_bytes(a, 8, 1, false, true) <= (size_t)kXsMaxSmem; }
 // f32 (a.M = MMA columns): one f32 row, both parts staged.
