@@ -259,6 +259,13 @@ struct DecodeBatch {
   uint4 xv[XPRE ? U : 1][4];  // XPRE: token tile 0's activations, loaded with the weights
 };
 
+// k-iterations per warp of the decode kernel (ki over wk warps), rounded up to even for L2P; the
+// launcher sizes the staged activations with the same count.
+__host__ __device__ __forceinline__ int decode_per_warp(int ki, int wk, bool even) {
+  const int p = (ki + wk - 1) / wk;
+  return even ? (p + 1) & ~1 : p;
+}
+
 // FULLK: K % 128 == 0, so no lane's chunk lies past K and the per-chunk K checks go (~10 % fewer
 // instructions, +2-3 % on the large shapes).
 // XS (M = 1): each warp first stages the activations of its k-range in dynamic shared memory,
@@ -278,12 +285,6 @@ struct DecodeBatch {
 // lane's accumulators (d0/d1), so the epilogue adds them and writes f32, never rounding to bf16.
 // XF32 + XS (one f32 row): both parts are staged, [k-iteration][word i][part][chunk t], and lane g
 // reads part g & 1 (lanes g >= 2 feed unused columns); 8 distinct 16-byte reads per phase.
-// k-iterations per warp of the decode kernel (ki over wk warps), rounded up to even for L2P; the
-// launcher sizes the staged activations with the same count.
-__host__ __device__ __forceinline__ int decode_per_warp(int ki, int wk, bool even) {
-  const int p = (ki + wk - 1) / wk;
-  return even ? (p + 1) & ~1 : p;
-}
 template <int U, int NT, int MINB, bool XPRE, bool FULLK = false, bool XS = false, bool XF32 = false,
           bool W2 = false, bool L2P = false>
 __global__ void __launch_bounds__(256, MINB)
