@@ -54,6 +54,22 @@ template <int N>
 __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
+// v, computed once and kept in a register: hidden from the compiler, which would otherwise recompute
+// a value derived from %tid inside the main loop, re-reading it with S2R (tens of cycles on each
+// k-tile's critical path; notes v60).
+template <typename T>
+__device__ __forceinline__ T opaque(T v) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "one register or a pair");
+  if constexpr (sizeof(T) == 4) {
+    uint32_t r = (uint32_t)v;
+    asm volatile("mov.b32 %0, %0;" : "+r"(r));
+    return (T)r;
+  } else {
+    uint64_t r = (uint64_t)v;
+    asm volatile("mov.b64 %0, %0;" : "+l"(r));
+    return (T)r;
+  }
+}
 // Generic-proxy shared-memory stores (the dequantized tile) -> visible to wgmma (async proxy) reads.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
@@ -205,10 +221,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
   }
   __syncthreads();
   int4_cuda::pdl_wait();  // before any global access (shims/pdl.cuh)
-  // The TMA issuer, computed once and kept opaque: the compiler would otherwise re-read %tid.x
-  // (S2R, tens of cycles) inside the loop.
-  uint32_t leader;
-  asm volatile("mov.u32 %0, %1;" : "=r"(leader) : "r"((uint32_t)(tid == 0)));
+  const uint32_t leader = opaque((uint32_t)(tid == 0));  // the TMA issuer
   auto issue = [&](int kt) {  // leader only
     if (kt < KT) {
       const int slot = kt % S;
@@ -224,9 +237,13 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
   const int dn = min(n0 + dr, N - 1);
   // Group of k-tile kt's half dh: (64 kt + 32 dh) >> gs_shift = (64 kt >> gs_shift) + (gs 32 ? dh : 0).
   const int gofs = gs_shift == 5 ? dh : 0;
-  const uint16_t* srow = scale + (int64_t)dn * G + gofs;
-  const uint16_t* zrow = zero + (int64_t)dn * G + gofs;
-  const uint32_t wraw = dr * 32 + dh * 16;
+  // Every per-thread address below is opaque (see opaque()).
+  const uint16_t* const srow = opaque(scale + (int64_t)dn * G + gofs);
+  const uint16_t* const zrow = opaque(zero + (int64_t)dn * G + gofs);
+  const uint32_t wraw = opaque((uint32_t)(dr * 32 + dh * 16));
+  uint32_t aofs[4];  // row dr's 4 16-byte chunks of 8 k in the swizzled A tile
+#pragma unroll
+  for (int i = 0; i < 4; ++i) aofs[i] = opaque((uint32_t)(dr * 128 + (((dh * 4 + i) ^ (dr & 7)) << 4)));
   auto ld_sz = [&](int kt, uint32_t& s2, uint32_t& z2) {
     if (kt < KT) {
       const int grp = ((kt0 + kt) * WG_BK) >> gs_shift;
@@ -239,7 +256,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
     const uint4 raw = *reinterpret_cast<const uint4*>(base + L::kWOff + (kt % S) * L::kW + wraw);
     const uint32_t s2 = prmt(s, s, 0x1010), z2 = prmt(z, z, 0x1010);
     const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-    uint8_t* arow = base + L::kAOff + (kt % NA) * L::kA + dr * 128;
+    uint8_t* const atile = base + L::kAOff + (kt % NA) * L::kA;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       uint32_t p[4];
@@ -249,7 +266,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
       o.y = prmt(p[2], p[3], 0x5410);
       o.z = prmt(p[0], p[1], 0x7632);
       o.w = prmt(p[2], p[3], 0x7632);
-      *reinterpret_cast<uint4*>(arow + (((dh * 4 + i) ^ (dr & 7)) << 4)) = o;
+      *reinterpret_cast<uint4*>(atile + aofs[i]) = o;
     }
   };
 
