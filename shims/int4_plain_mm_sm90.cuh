@@ -29,7 +29,11 @@
 // since ptxas serializes wgmmas whose A registers are written meanwhile, C7513), also with the two
 // warpgroups taking turns; dedicated producer warpgroups that dequantize for consumer warpgroups;
 // (v26) activation stages multicast to a 2-block cluster of weight-row tiles, its slots guarded by
-// a cluster barrier per k-tile or by a producer warp with empty/full mbarriers (1.7-3x slower).
+// a cluster barrier per k-tile or by a producer warp with empty/full mbarriers (1.7-3x slower);
+// (v60, where a %clock trace showed the k-tile is the warps' serial chain, not the tensor cores)
+// scales by TMA or a cp.async ring, a producer warp for the TMA stream (a warp cannot issue a
+// wgmma while its previous group runs, so the dequant stops overlapping it), one barrier per
+// warpgroup.
 // Needs K % 64 == 0 (the launcher falls back to the mma.sync prefill otherwise).
 //
 // Only compiled for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); elsewhere the kernel body is empty and the
