@@ -1338,6 +1338,13 @@ cudaError_t chunked_decode_pays(const Args& a, int cols, int max_cols, int token
 // 8.87 -> 8.23, W2's 13824x5120 17.92 -> 17.17; 28672x5120 equal), and +1 to +12 % without the
 // rounding; 3 iterations (4096x3072) +5 %, few tiles +2 to +14 % (2048x2048, 1024x4096); gs 256 the
 // same, gs 64 no gain.
+// few (M <= 4): U = 2 (the warp's four 128-k iterations all in flight at once) with one block per row
+// tile where there are exactly 4 iterations per warp (3072 < K <= 4096) and 64..128 row tiles, so at
+// most one block per SM. H100 (132 SMs), default / U = 2 (variant 5), same visit (notes v61): -12 to
+// -21 % at every gs (2048x4096 gs 32 5.40 -> 4.36 us, gs 64 5.10 -> 4.09, gs 128 (was L2P) 5.08 ->
+// 4.01, M = 4 5.57 -> 4.50; 1024x4096 -12 to -14 %, 1536x4096 -17 %, 2048x3584 -10 to -20 %), but
+// +3 to +14 % from 129 tiles up (2064x4096 ... 2112x4096), with 3, 5 or 7 iterations (+7 to +22 %),
+// mixed with 6 (1024x6144 -5 to -8 %, 2048x6144 +3 to +15 %), and +3 to +7 % at 16 tiles or fewer.
 struct DecodePolicy {
   bool many, u2, fk, w2, xpre, lines;
 };
@@ -1346,12 +1353,13 @@ DecodePolicy decode_policy(const Args& a) {
   const int per_warp = (ki + 7) / 8;
   const int tiles = (a.N + 15) / 16;
   const bool many = tiles > 396 && per_warp >= 2;
-  const bool u2 = per_warp >= 8 && (many || tiles <= 264);
+  const bool few = a.M <= 4 && per_warp == 4 && tiles >= 64 && tiles <= 128;
+  const bool u2 = (per_warp >= 8 && (many || tiles <= 264)) || few;
   const bool w2 = a.M == 1 && a.K % 256 == 0 && !u2 && (many || per_warp >= 8) && (a.gsh == 5 || (ki / 2 + 7) / 8 >= 3) &&
                   xs_smem_bytes(a, 8, 1, true) <= (size_t)kXsMaxSmem;
   const bool xpre = a.M <= 4 && tiles <= 264 && !u2 && !w2;
   const bool lines = a.M == 1 && a.gsh >= 7 && a.K % 256 == 0 && per_warp >= 4 && tiles >= 128 && !(many && u2) &&
-                     xs_fits(a);
+                     !few && xs_fits(a);
   return {many, u2, a.K % 128 == 0, w2, xpre, lines};
 }
 

@@ -260,6 +260,19 @@ def test_whole_line_l2_fetches_where_they_paid(shims_lib, dev, N, K, gs, l2p):
     assert ran == l2p, names
 
 
+@pytest.mark.parametrize("N,K,gs,M,u2", [(2048, 4096, 32, 1, True), (2048, 4096, 128, 1, True), (1024, 4096, 64, 4, True),
+                                          (1920, 3584, 32, 2, True), (2064, 4096, 32, 1, False), (2048, 5120, 32, 1, False),
+                                          (2048, 3072, 64, 1, False), (512, 4096, 32, 1, False), (2048, 4096, 32, 8, False)])
+def test_u2_where_few_tiles_have_four_iterations_per_warp(shims_lib, dev, N, K, gs, M, u2):
+    """M <= 4 with exactly 4 iterations of 128 k per warp (3072 < K <= 4096) and 64..128 row tiles (at most one
+    block per SM) runs U = 2, one block per row tile (decode_policy's few), also ahead of the whole-line kernel
+    at gs 128; not from 129 tiles up, with 3 or 5 iterations, 32 tiles, or M = 8. Checked against float64."""
+    import re
+    names = launched_kernels(lambda: check(shims_lib, M, N, K, gs, dev))
+    ran = any(re.search(r"int4_mm_decode_kernel<2, 1, 2, false", n) for n in names)
+    assert ran == u2, names
+
+
 def tma_ring_available(dev):
     return torch.cuda.get_device_capability(dev) == (9, 0)
 
