@@ -1345,15 +1345,16 @@ cudaError_t chunked_decode_pays(const Args& a, int cols, int max_cols, int token
 // 4.01, M = 4 5.57 -> 4.50; 1024x4096 -12 to -14 %, 1536x4096 -17 %, 2048x3584 -10 to -20 %), but
 // +3 to +14 % from 129 tiles up (2064x4096 ... 2112x4096), with 3, 5 or 7 iterations (+7 to +22 %),
 // mixed with 6 (1024x6144 -5 to -8 %, 2048x6144 +3 to +15 %), and +3 to +7 % at 16 tiles or fewer.
+// Measured with bf16 activations only: the f32 entry (f32 = true) keeps its U = 1 kernels there.
 struct DecodePolicy {
   bool many, u2, fk, w2, xpre, lines;
 };
-DecodePolicy decode_policy(const Args& a) {
+DecodePolicy decode_policy(const Args& a, bool f32 = false) {
   const int ki = (a.K + 127) / 128;
   const int per_warp = (ki + 7) / 8;
   const int tiles = (a.N + 15) / 16;
   const bool many = tiles > 396 && per_warp >= 2;
-  const bool few = a.M <= 4 && per_warp == 4 && tiles >= 64 && tiles <= 128;
+  const bool few = !f32 && a.M <= 4 && per_warp == 4 && tiles >= 64 && tiles <= 128;
   const bool u2 = (per_warp >= 8 && (many || tiles <= 264)) || few;
   const bool w2 = a.M == 1 && a.K % 256 == 0 && !u2 && (many || per_warp >= 8) && (a.gsh == 5 || (ki / 2 + 7) / 8 >= 3) &&
                   xs_smem_bytes(a, 8, 1, true) <= (size_t)kXsMaxSmem;
@@ -1519,7 +1520,7 @@ cudaError_t launch_variant(const Args& a, int variant, cudaStream_t stream) {
 cudaError_t launch_variant_f32(const Args& a, int variant, cudaStream_t stream) {
   Args c = a;
   c.M = 2 * a.M;  // MMA columns
-  const DecodePolicy p = decode_policy(a);
+  const DecodePolicy p = decode_policy(a, true);
   if (variant == 9) return launch_prefill<kPrefillStages, true>(a, stream);
   if (variant == 17) return launch_prefill<kPrefillStages, true, 64>(a, stream);
   if (a.M > INT4_CUDA_PLAIN_MM_F32_DECODE_MAX_M) {  // the prefill kernel, or token chunks (see launch_variant)

@@ -122,3 +122,14 @@ def test_repeatable(shims_lib, dev):
 @pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (700, 2080, 32), (3000, 576, 64)])
 def test_token_chunks(shims_lib, dev, variant, M, N, K, gs):
     check_f32(shims_lib, M, N, K, gs, dev, variant=variant)
+
+
+@pytest.mark.parametrize("M", [1, 2])
+def test_few_tiles_keep_u1(shims_lib, dev, M):
+    """The bf16 policy's U = 2 for 64..128 row tiles with four 128-k iterations per warp was measured with bf16
+    activations only; the f32 entry keeps its U = 1 kernels there (checked against float64)."""
+    import re
+    from test_int4_plain_mm_gpu import launched_kernels
+    names = launched_kernels(lambda: check_f32(shims_lib, M, 2048, 4096, 32, dev))
+    assert any(re.search(r"int4_mm_decode_kernel<1, ", n) for n in names), names
+    assert not any(re.search(r"int4_mm_decode_kernel<2, ", n) for n in names), names
