@@ -1064,12 +1064,21 @@ cudaError_t encode_2d(PFN_cuTensorMapEncodeTiled_v12000 fn, CUtensorMap* tm, CUt
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
+// The Hopper prefill's scales and zeros go through shared memory in 16-byte chunks of 8 groups
+// (int4_plain_mm_sm90.cuh, "wide") where a row has more than 32 groups, a multiple of 8, and both
+// tensors are 16-byte aligned; otherwise the kernel loads 2 bytes per k-tile.
+bool sm90_wide_scales(const Args& a) {
+  const int groups = a.K >> a.gsh;
+  return groups > 32 && groups % 8 == 0 &&
+         ((reinterpret_cast<uintptr_t>(a.s) | reinterpret_cast<uintptr_t>(a.z)) & 15) == 0;
+}
+
 // Tiles [tile0, tile0 + count) of the Hopper prefill kernel with BT-token tiles, each split over K
 // by a cluster of SPLIT blocks (needs K / 64 >= SPLIT).
-template <int BT, int S, int NA, int SPLIT = 1>
-cudaError_t launch_prefill_sm90(const Args& a, cudaStream_t stream, int64_t tile0, int64_t count) {
-  using L = Sm90Smem<BT, S, NA, SPLIT>;
-  auto kernel = int4_mm_prefill_sm90_kernel<BT, S, NA, SPLIT>;
+template <int BT, int S, int NA, int SPLIT, bool WIDE>
+cudaError_t launch_prefill_sm90_scales(const Args& a, cudaStream_t stream, int64_t tile0, int64_t count) {
+  using L = Sm90Smem<BT, S, NA, SPLIT, WIDE>;
+  auto kernel = int4_mm_prefill_sm90_kernel<BT, S, NA, SPLIT, WIDE>;
   if (a.K / WG_BK < SPLIT) return cudaErrorInvalidConfiguration;  // a launcher bug
   PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
   cudaError_t e = tensor_map_encoder(&fn);
@@ -1087,6 +1096,11 @@ cudaError_t launch_prefill_sm90(const Args& a, cudaStream_t stream, int64_t tile
       int4_cuda::launch_clusters(kernel, dim3((unsigned)(count * SPLIT)), dim3(WG_THREADS), L::kBytes, stream, SPLIT, tm_x,
                                  tm_w, a.s, a.z, static_cast<uint16_t*>(a.out), a.M, a.N, a.K, a.gsh, (int)tile0);
   return le != cudaSuccess ? le : cudaGetLastError();
+}
+template <int BT, int S, int NA, int SPLIT = 1>
+cudaError_t launch_prefill_sm90(const Args& a, cudaStream_t stream, int64_t tile0, int64_t count) {
+  return sm90_wide_scales(a) ? launch_prefill_sm90_scales<BT, S, NA, SPLIT, true>(a, stream, tile0, count)
+                             : launch_prefill_sm90_scales<BT, S, NA, SPLIT, false>(a, stream, tile0, count);
 }
 template <int BT, int SPLIT = 1>
 cudaError_t launch_prefill_sm90_all(const Args& a, cudaStream_t stream) {
@@ -1345,7 +1359,9 @@ cudaError_t chunked_decode_pays(const Args& a, int cols, int max_cols, int token
 // 4.01, M = 4 5.57 -> 4.50; 1024x4096 -12 to -14 %, 1536x4096 -17 %, 2048x3584 -10 to -20 %), but
 // +3 to +14 % from 129 tiles up (2064x4096 ... 2112x4096), with 3, 5 or 7 iterations (+7 to +22 %),
 // mixed with 6 (1024x6144 -5 to -8 %, 2048x6144 +3 to +15 %), and +3 to +7 % at 16 tiles or fewer.
-// Measured with bf16 activations only: the f32 entry (f32 = true) keeps its U = 1 kernels there.
+// The f32 entry (f32 = true) takes it at M = 1 only (its staged-x kernel, variant 15): H100, U = 1 /
+// U = 2 in one visit (notes v66): 2048x4096 gs 32 6.27 -> 4.96 us, gs 128 5.77 -> 4.57, 1024x4096
+// 4.84 -> 4.12, 1536x4096 gs 64 5.39 -> 4.44, 2048x3584 5.58 -> 5.41; M = 2 (4 columns) is unmeasured.
 struct DecodePolicy {
   bool many, u2, fk, w2, xpre, lines;
 };
@@ -1354,7 +1370,7 @@ DecodePolicy decode_policy(const Args& a, bool f32 = false) {
   const int per_warp = (ki + 7) / 8;
   const int tiles = (a.N + 15) / 16;
   const bool many = tiles > 396 && per_warp >= 2;
-  const bool few = !f32 && a.M <= 4 && per_warp == 4 && tiles >= 64 && tiles <= 128;
+  const bool few = (f32 ? a.M == 1 : a.M <= 4) && per_warp == 4 && tiles >= 64 && tiles <= 128;
   const bool u2 = (per_warp >= 8 && (many || tiles <= 264)) || few;
   const bool w2 = a.M == 1 && a.K % 256 == 0 && !u2 && (many || per_warp >= 8) && (a.gsh == 5 || (ki / 2 + 7) / 8 >= 3) &&
                   xs_smem_bytes(a, 8, 1, true) <= (size_t)kXsMaxSmem;

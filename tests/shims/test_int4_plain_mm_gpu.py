@@ -145,7 +145,8 @@ def test_whole_line_kernel_odd_iterations(shims_lib, dev, N, K, gs):
     check(shims_lib, 1, N, K, gs, dev, variant=30)
 
 
-@pytest.mark.parametrize("M,variant", [(1, None), (8, None), (32, None), (1, 26), (1, 28), (1, 29), (8, 29), (1, 31)])
+@pytest.mark.parametrize("M,variant", [(1, None), (8, None), (32, None), (1, 26), (1, 28), (1, 29), (8, 29), (1, 31),
+                                       (200, None), (200, 19), (200, 24)])
 def test_scale_zero_only_2byte_aligned(shims_lib, dev, M, variant):
     """The contract asks scale/zero for 2-byte alignment only: no kernel may assume wider loads of them."""
     N, K, gs = 1000, 1536, 32
@@ -202,6 +203,19 @@ SM90_VARIANTS = [19, 20, 21, 22, 23, 24, 25]
 @pytest.mark.parametrize("N,K,gs", [(1000, 1536, 32), (333, 5376, 128), (130, 576, 64), (64, 21504, 256), (3000, 4096, 32),
                                     (200, 64, 32)])
 def test_prefill_sm90(shims_lib, dev, variant, M, N, K, gs):
+    check(shims_lib, M, N, K, gs, dev, variant=variant)
+
+
+# The Hopper prefill's wide scale path (more than 32 groups per row, a multiple of 8, 16-byte aligned:
+# chunks of 8 groups through shared memory): a chunk serves gs / 8 k-tiles (4 at gs 32 ... 32 at gs 256),
+# and a split block's k range may start in a chunk's last tiles (K = 1536 gs 32 split 4: k-tile 6 of
+# tiles 4-7; 2560 gs 64 split 2 / 4; 5120 gs 128 split 4: tile 20 of 16-31; 10240 gs 256 split 4: tile 40
+# of 32-63), with row tails; 4096 gs 128 (32 groups) and 448 gs 32 (14) take the 2-byte loads.
+@pytest.mark.parametrize("variant", [None, 19, 21, 22, 24, 25])
+@pytest.mark.parametrize("M,N,K,gs", [(300, 1000, 1536, 32), (129, 333, 2560, 64), (512, 700, 5120, 128),
+                                      (200, 300, 10240, 256), (65, 129, 8192, 32), (100, 256, 448, 32),
+                                      (130, 200, 4096, 128)])
+def test_prefill_sm90_wide_scales(shims_lib, dev, variant, M, N, K, gs):
     check(shims_lib, M, N, K, gs, dev, variant=variant)
 
 
@@ -482,7 +496,36 @@ def test_sm90_split_k_is_what_runs_for_few_tiles(shims_lib, dev):
     if torch.cuda.get_device_capability(dev) != (9, 0):
         pytest.skip("needs a compute-capability 9.0 GPU (sm_90a)")
     names = launched_kernels(lambda: check(shims_lib, 256, 1024, 4096, 32, dev))
-    assert any(re.search(r"int4_mm_prefill_sm90_kernel<\d+, 5, 2, 2>", n) for n in names), names
+    assert any(re.search(r"int4_mm_prefill_sm90_kernel<\d+, 5, 2, 2, (true|false)>", n) for n in names), names
+
+
+@pytest.mark.parametrize("N,K,gs,misalign,wide", [(1000, 1536, 32, False, True), (4096, 4096, 64, False, True),
+                                                   (4096, 14336, 128, False, True), (1000, 1536, 32, True, False),
+                                                   (4096, 4096, 128, False, False), (300, 448, 32, False, False),
+                                                   (300, 1600, 32, False, False)])
+def test_sm90_wide_scales_is_what_runs_where_it_applies(shims_lib, dev, N, K, gs, misalign, wide):
+    """The Hopper prefill takes its scales through shared memory (WIDE) exactly where a row has more
+    than 32 groups, a multiple of 8, and scale and zero are 16-byte aligned (sm90_wide_scales): not at
+    32 groups (K = 4096 gs 128), 14, 50 (not a multiple of 8), nor with 2-byte aligned scales."""
+    import re
+    if torch.cuda.get_device_capability(dev) != (9, 0):
+        pytest.skip("needs a compute-capability 9.0 GPU (sm_90a)")
+    M = 256
+    x, qdata, scale, zero = make_inputs(M, N, K, gs, dev, seed=13)
+    if misalign:  # the same values at an address that is 2 mod 16
+        sb, zb = (torch.empty(N * (K // gs) + 1, device=dev, dtype=torch.bfloat16) for _ in range(2))
+        s_in, z_in = sb[1:].view(N, K // gs), zb[1:].view(N, K // gs)
+        s_in.copy_(scale)
+        z_in.copy_(zero)
+    else:
+        s_in, z_in = scale, zero
+    out = torch.full((M, N), float("nan"), device=dev, dtype=torch.bfloat16)
+    names = launched_kernels(lambda: run(shims_lib, x, qdata, s_in, z_in, out, M, N, K, gs, 19))
+    flags = {m.group(1) for n in names for m in [re.search(r"int4_mm_prefill_sm90_kernel<\d+, 5, 2, \d, (true|false)>", n)] if m}
+    assert flags == {"true" if wide else "false"}, names
+    ref = reference(x, qdata, scale, zero, gs)
+    rel = (torch.linalg.norm(out.double() - ref) / torch.linalg.norm(ref)).item()
+    assert rel <= 1e-2, rel
 
 
 def test_sm90_kernel_is_what_runs_on_hopper(shims_lib, dev):
