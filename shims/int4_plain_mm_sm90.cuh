@@ -37,7 +37,8 @@
 // (v60, where a %clock trace showed the k-tile is the warps' serial chain, not the tensor cores)
 // scales by TMA or a cp.async ring, a producer warp for the TMA stream (a warp cannot issue a
 // wgmma while its previous group runs, so the dequant stops overlapping it), one barrier per
-// warpgroup.
+// warpgroup; (v66-v67) triggering the next kernel at the start, with or without L2 prefetches of the
+// first weight stages before griddepcontrol.wait, and the output tile by TMA store.
 // Needs K % 64 == 0 (the launcher falls back to the mma.sync prefill otherwise).
 //
 // Only compiled for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); elsewhere the kernel body is empty and the
