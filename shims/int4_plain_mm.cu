@@ -1361,7 +1361,8 @@ cudaError_t chunked_decode_pays(const Args& a, int cols, int max_cols, int token
 // mixed with 6 (1024x6144 -5 to -8 %, 2048x6144 +3 to +15 %), and +3 to +7 % at 16 tiles or fewer.
 // The f32 entry (f32 = true) takes it at M = 1 only (its staged-x kernel, variant 15): H100, U = 1 /
 // U = 2 in one visit (notes v66): 2048x4096 gs 32 6.27 -> 4.96 us, gs 128 5.77 -> 4.57, 1024x4096
-// 4.84 -> 4.12, 1536x4096 gs 64 5.39 -> 4.44, 2048x3584 5.58 -> 5.41; M = 2 (4 columns) is unmeasured.
+// 4.84 -> 4.12, 1536x4096 gs 64 5.39 -> 4.44, 2048x3584 5.58 -> 5.41; at M = 2 (4 columns, the register
+// kernel) U = 2 measured 1-5 % slower (visit 164), so it keeps U = 1.
 struct DecodePolicy {
   bool many, u2, fk, w2, xpre, lines;
 };

@@ -126,8 +126,8 @@ def test_token_chunks(shims_lib, dev, variant, M, N, K, gs):
 
 @pytest.mark.parametrize("M,u", [(1, 2), (2, 1)])
 def test_few_tiles_u2_at_m1_only(shims_lib, dev, M, u):
-    """64..128 row tiles with four 128-k iterations per warp: the f32 entry takes U = 2 at M = 1, where it
-    was measured (notes v66), and keeps U = 1 at M = 2 (checked against float64 either way)."""
+    """64..128 row tiles with four 128-k iterations per warp: the f32 entry takes U = 2 at M = 1 (faster) and
+    keeps U = 1 at M = 2 (U = 2 measured slower there; notes v66); checked against float64 either way."""
     import re
     from test_int4_plain_mm_gpu import launched_kernels
     names = launched_kernels(lambda: check_f32(shims_lib, M, 2048, 4096, 32, dev))
