@@ -435,15 +435,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
           "r"(base_s + L::kSendOff), "r"(L::kRecv), "r"(bar)
           : "memory");
     }
-    if (own) {
-      mbar_wait(recv_bar, 0);
-      const float4* recv = reinterpret_cast<const float4*>(base) + (warp % kOwnWarps) * (BT / 8) * 32 + lane;
-#pragma unroll
-      for (int j = 0; j < BT / 8; ++j) {
-        const float4 v = recv[j * 32];
-        acc[4 * j] += v.x, acc[4 * j + 1] += v.y, acc[4 * j + 2] += v.z, acc[4 * j + 3] += v.w;
-      }
-    }
+    if (own) mbar_wait(recv_bar, 0);
   } else if constexpr (SPLIT > 1) {
     cluster_sync();  // every block of the cluster is past its main loop: their pipeline memory is free
     if (!own) {
@@ -454,6 +446,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
         st_cluster_f4(dst + j * 32 * 16, owner, acc[4 * j], acc[4 * j + 1], acc[4 * j + 2], acc[4 * j + 3]);
     }
     cluster_sync();  // the partials have landed; nobody touches another block's memory after this
+  }
+  if constexpr (SPLIT > 1) {  // the owner adds the received partials in rank order
     if (own) {
       const float4* recv = reinterpret_cast<const float4*>(base) + (warp % kOwnWarps) * (BT / 8) * 32 + lane;
 #pragma unroll
