@@ -1073,6 +1073,21 @@ bool sm90_wide_scales(const Args& a) {
          ((reinterpret_cast<uintptr_t>(a.s) | reinterpret_cast<uintptr_t>(a.z)) & 15) == 0;
 }
 
+// Whether the Hopper prefill lets the next kernel launch early (the kernel's `early`): only a grid
+// split over K (clusters) that fits in one wave, 1 block per SM. Measured on H100 back to back (notes
+// v66, visits 157 and 161; v71): split grids 1-5 % faster (4096x4096 M = 512 -1.5 %, M = 128 -2.7 %,
+// 4096x14336 M = 512 -0.9 %); unsplit grids slower (6144x4096 M = 512, 96 blocks: the next call's
+// blocks park on its 36 idle SMs, +1.8 to +3.6 %; 28672x4096, several waves: +1.2 %).
+cudaError_t device_sms(int* sms);
+cudaError_t sm90_trigger_early(int split, int64_t blocks, int* early) {
+  *early = 0;
+  if (split == 1) return cudaSuccess;
+  int sms = 0;
+  const cudaError_t e = device_sms(&sms);
+  if (e == cudaSuccess) *early = blocks <= sms;
+  return e;
+}
+
 // Tiles [tile0, tile0 + count) of the Hopper prefill kernel with BT-token tiles, each split over K
 // by a cluster of SPLIT blocks (needs K / 64 >= SPLIT).
 template <int BT, int S, int NA, int SPLIT, bool WIDE>
@@ -1092,9 +1107,12 @@ cudaError_t launch_prefill_sm90_scales(const Args& a, cudaStream_t stream, int64
   if (e != cudaSuccess) return e;
   if (count <= 0) return cudaSuccess;
   if (tile0 + count > INT32_MAX / SPLIT) return cudaErrorInvalidConfiguration;
+  int early = 0;
+  e = sm90_trigger_early(SPLIT, count * SPLIT, &early);
+  if (e != cudaSuccess) return e;
   const cudaError_t le =
       int4_cuda::launch_clusters(kernel, dim3((unsigned)(count * SPLIT)), dim3(WG_THREADS), L::kBytes, stream, SPLIT, tm_x,
-                                 tm_w, a.s, a.z, static_cast<uint16_t*>(a.out), a.M, a.N, a.K, a.gsh, (int)tile0);
+                                 tm_w, a.s, a.z, static_cast<uint16_t*>(a.out), a.M, a.N, a.K, a.gsh, (int)tile0, early);
   return le != cudaSuccess ? le : cudaGetLastError();
 }
 template <int BT, int S, int NA, int SPLIT = 1>
@@ -1116,7 +1134,6 @@ cudaError_t launch_prefill_sm90_all(const Args& a, cudaStream_t stream) {
 // tiles and the remaining weight rows in a second launch of 128-token tiles (28672x4096 at M = 512:
 // 448 tiles are 3.4 waves of 132). Split K over a cluster of 2 blocks (v25) halves a tile's k-walk
 // and doubles its blocks: for grids that fill less than a wave.
-cudaError_t device_sms(int* sms);
 constexpr int kHopperMinM = 48;  // with K >= 2048 (launch_variant)
 // Split-K cluster of 2: its time over half an unsplit tile's, measured on H100 (notes v25: 4096x4096
 // at M = 512 takes 56.1 us in 64 whole 256-token tiles and 36.9 us in 64 pairs).

@@ -215,11 +215,14 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* tm,
 // tiles are numbered token tile fastest, so consecutive blocks share a weight-row tile (through L2)
 // and a launch over a tile range [tile0, ...) covers whole weight-row tiles when tile0 is a multiple
 // of the token-tile count. SPLIT > 1 needs a cluster of SPLIT blocks along x and K / 64 >= SPLIT.
+// early (the launcher's sm90_trigger_early): the block lets the next kernel launch as soon as it has
+// waited for the previous one (shims/pdl.cuh), so the next kernel's launch overlaps this one's
+// epilogue; otherwise the next kernel launches when this one exits.
 template <int BT, int S, int NA, int SPLIT, bool WIDE>
 __global__ void __launch_bounds__(WG_THREADS, 1)
     int4_mm_prefill_sm90_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_w,
                                 const uint16_t* __restrict__ scale, const uint16_t* __restrict__ zero,
-                                uint16_t* __restrict__ out, int M, int N, int K, int gs_shift, int tile0) {
+                                uint16_t* __restrict__ out, int M, int N, int K, int gs_shift, int tile0, int early) {
 #if defined(INT4_CUDA_SM90A_DEVICE)
   using L = Sm90Smem<BT, S, NA, SPLIT, WIDE>;
   extern __shared__ __align__(128) uint8_t smem_raw[];
@@ -247,6 +250,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
   }
   __syncthreads();
   int4_cuda::pdl_wait();  // before any global access (shims/pdl.cuh)
+  if (early) int4_cuda::pdl_trigger();
   const uint32_t leader = opaque((uint32_t)(tid == 0));  // the TMA issuer
   auto issue = [&](int kt) {  // leader only
     if (kt < KT) {

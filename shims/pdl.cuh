@@ -10,11 +10,13 @@
 // writes are visible, so reads see the producer's results and writes cannot race a consumer still
 // reading a reused buffer. pdl_trigger() right after lets the next kernel launch early (its blocks
 // park in their own pdl_wait()). Kernels that fill every SM streaming weights (int4_plain_mm) do
-// not trigger early, so parked blocks do not take the slots they need: its decode kernel triggers
-// only on its last row tile, and only where it overlaps (decode_overlap in int4_plain_mm.cu: before
-// pdl_wait() it may issue L2 prefetches of its constant weights, the one global access allowed
-// there, since L2 is coherent). On GPUs below sm_90, or with INT4_CUDA_PDL=0 in the environment
-// (for A/B timing), launch() is a plain launch and both device calls are no-ops.
+// not trigger early, so parked blocks do not take the slots they need: the Hopper prefill triggers
+// right after its wait only where its grid is split over K and fits in one wave (sm90_trigger_early
+// in int4_plain_mm.cu), and its decode kernel only on its last row tile, and only where it
+// overlaps (decode_overlap in int4_plain_mm.cu: before pdl_wait() it may issue L2 prefetches of its
+// constant weights, the one global access allowed there, since L2 is coherent). On GPUs below
+// sm_90, or with INT4_CUDA_PDL=0 in the environment (for A/B timing), launch() is a plain launch and
+// both device calls are no-ops.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -585,3 +585,45 @@ def test_back_to_back_chain(shims_lib, dev):
         ref = reference(x5, q5, outs[-1].view(32, 32), z5, gs)
         rel = (torch.linalg.norm(out5.double() - ref) / torch.linalg.norm(ref)).item()
         assert rel <= 1e-2, f"rep {rep} scale link: relative error {rel:.3e}"
+
+
+def test_prefill_back_to_back_chain(shims_lib, dev):
+    """Prefill calls (M = 512) back to back on one stream, each reading what the previous one wrote,
+    with no host sync between them. On Hopper the one-wave split-K grids (4096x4096, 2048x4096) let
+    their successor launch while they still run (sm90_trigger_early), so the successor's blocks are
+    resident before these outputs exist; the unsplit grids (6144x4096, and 16384x4096 in several
+    waves) do not. The last link reads the previous output as its *scale*. Every buffer starts as NaN;
+    each link is checked against a float64 reference on the bytes it was given."""
+    gs, M = 32, 512
+    links = [(4096, 4096), (4096, 4096), (6144, 4096), (2048, 6144), (4096, 2048)]  # (N, K); x = previous out
+    g = torch.Generator(device=dev).manual_seed(4321)
+    x0 = torch.randn(M, 4096, device=dev, generator=g).to(torch.bfloat16)
+    ws = [make_inputs(1, N, K, gs, dev, seed=200 + i)[1:] for i, (N, K) in enumerate(links)]
+    outs = [torch.empty(M, N, device=dev, dtype=torch.bfloat16) for N, _ in links]
+    # Last link: scale = the previous output viewed as [16384, 128] (N = 16384, K = 4096, gs 32).
+    xl, ql, _, zl = make_inputs(M, 16384, 4096, gs, dev, seed=199)
+    outl = torch.empty(M, 16384, device=dev, dtype=torch.bfloat16)
+    stream = torch.cuda.current_stream().cuda_stream
+
+    def call(x, q, s, z, out, N, K):
+        rc = shims_lib.int4_cuda_int4_plain_mm(x.data_ptr(), q.data_ptr(), s.data_ptr(), z.data_ptr(), out.data_ptr(),
+                                                M, N, K, gs, stream)
+        assert rc == 0, (rc, shims_lib.int4_cuda_status_string(rc).decode())
+
+    for rep in range(3):
+        for o in outs + [outl]:
+            o.fill_(float("nan"))
+        torch.cuda.synchronize()
+        x = x0
+        for (N, K), (q, s, z), out in zip(links, ws, outs):
+            call(x, q, s, z, out, N, K)
+            x = out
+        call(xl, ql, outs[-1].view(16384, 128), zl, outl, 16384, 4096)
+        torch.cuda.synchronize()
+        for i, ((N, K), (q, s, z), xin, out) in enumerate(zip(links, ws, [x0] + outs[:-1], outs)):
+            ref = reference(xin, q, s, z, gs)
+            rel = (torch.linalg.norm(out.double() - ref) / torch.linalg.norm(ref)).item()
+            assert rel <= 1e-2, f"rep {rep} link {i} ({N}x{K}): relative error {rel:.3e}"
+        ref = reference(xl, ql, outs[-1].view(16384, 128), zl, gs)
+        rel = (torch.linalg.norm(outl.double() - ref) / torch.linalg.norm(ref)).item()
+        assert rel <= 1e-2, f"rep {rep} scale link: relative error {rel:.3e}"
