@@ -541,76 +541,27 @@ def test_sm90_kernel_is_what_runs_on_hopper(shims_lib, dev):
         assert any("int4_mm_prefill_sm90" in n for n in names), (variant, names)
 
 
-def test_back_to_back_chain(shims_lib, dev):
-    """M = 1 calls back to back on one stream, each reading what the previous one wrote, with no host
-    sync or other kernel between them: the programmatic-dependent-launch edges of shims/pdl.cuh, where
-    the decode kernel prefetches weights before griddepcontrol.wait and triggers its successor early
-    (every overlap mode of decode_overlap: whole tile, first k-iteration, none). The last link reads
-    the previous output as its *scale*, so it also checks that a prefetched weight tensor written by
-    the previous kernel is read fresh. Every buffer starts as NaN; each link is checked against a
+def run_chain(lib, dev, M, links, last, seed, reps):
+    """Calls back to back on one stream with no host sync between them: x of link i is the output of
+    link i - 1 (links: (N, K) each), and the last call (N, K = last) reads the previous output as
+    its *scale*, viewed [N, K / 32]. Every output starts as NaN; each link is checked against a
     float64 reference on the bytes it was given."""
     gs = 32
-    # (N, K) per link; x of link i is the output of link i - 1. Overlap: tile, tile, none
-    # (persistent), first k-iteration (long K, one block per tile).
-    links = [(576, 576), (1536, 576), (14336, 1536), (1024, 14336)]
-    g = torch.Generator(device=dev).manual_seed(1234)
-    x0 = torch.randn(1, 576, device=dev, generator=g).to(torch.bfloat16)
-    ws = [make_inputs(1, N, K, gs, dev, seed=100 + i)[1:] for i, (N, K) in enumerate(links)]
-    outs = [torch.empty(1, N, device=dev, dtype=torch.bfloat16) for N, _ in links]
-    # Link 5: scale = link 4's output viewed as [32, 32] (N = 32, K = 1024, gs 32).
-    x5, q5, _, z5 = make_inputs(1, 32, 1024, gs, dev, seed=99)
-    out5 = torch.empty(1, 32, device=dev, dtype=torch.bfloat16)
-    stream = torch.cuda.current_stream().cuda_stream
-
-    def call(x, q, s, z, out, N, K):
-        rc = shims_lib.int4_cuda_int4_plain_mm(x.data_ptr(), q.data_ptr(), s.data_ptr(), z.data_ptr(), out.data_ptr(),
-                                                1, N, K, gs, stream)
-        assert rc == 0, (rc, shims_lib.int4_cuda_status_string(rc).decode())
-
-    for rep in range(10):
-        for o in outs + [out5]:
-            o.fill_(float("nan"))
-        torch.cuda.synchronize()
-        x = x0
-        for (N, K), (q, s, z), out in zip(links, ws, outs):
-            call(x, q, s, z, out, N, K)
-            x = out
-        call(x5, q5, outs[-1].view(32, 32), z5, out5, 32, 1024)
-        torch.cuda.synchronize()
-        xs = [x0] + outs[:-1]
-        for i, ((N, K), (q, s, z), xin, out) in enumerate(zip(links, ws, xs, outs)):
-            ref = reference(xin, q, s, z, gs)
-            rel = (torch.linalg.norm(out.double() - ref) / torch.linalg.norm(ref)).item()
-            assert rel <= 1e-2, f"rep {rep} link {i} ({N}x{K}): relative error {rel:.3e}"
-        ref = reference(x5, q5, outs[-1].view(32, 32), z5, gs)
-        rel = (torch.linalg.norm(out5.double() - ref) / torch.linalg.norm(ref)).item()
-        assert rel <= 1e-2, f"rep {rep} scale link: relative error {rel:.3e}"
-
-
-def test_prefill_back_to_back_chain(shims_lib, dev):
-    """Prefill calls (M = 512) back to back on one stream, each reading what the previous one wrote,
-    with no host sync between them. On Hopper the one-wave split-K grids (4096x4096, 2048x4096) let
-    their successor launch while they still run (sm90_trigger_early), so the successor's blocks are
-    resident before these outputs exist; the unsplit grids (6144x4096, and 16384x4096 in several
-    waves) do not. The last link reads the previous output as its *scale*. Every buffer starts as NaN;
-    each link is checked against a float64 reference on the bytes it was given."""
-    gs, M = 32, 512
-    links = [(4096, 4096), (4096, 4096), (6144, 4096), (2048, 6144), (4096, 2048)]  # (N, K); x = previous out
-    g = torch.Generator(device=dev).manual_seed(4321)
-    x0 = torch.randn(M, 4096, device=dev, generator=g).to(torch.bfloat16)
-    ws = [make_inputs(1, N, K, gs, dev, seed=200 + i)[1:] for i, (N, K) in enumerate(links)]
+    g = torch.Generator(device=dev).manual_seed(seed)
+    x0 = torch.randn(M, links[0][1], device=dev, generator=g).to(torch.bfloat16)
+    ws = [make_inputs(1, N, K, gs, dev, seed=seed + 1 + i)[1:] for i, (N, K) in enumerate(links)]
     outs = [torch.empty(M, N, device=dev, dtype=torch.bfloat16) for N, _ in links]
-    # Last link: scale = the previous output viewed as [16384, 128] (N = 16384, K = 4096, gs 32).
-    xl, ql, _, zl = make_inputs(M, 16384, 4096, gs, dev, seed=199)
-    outl = torch.empty(M, 16384, device=dev, dtype=torch.bfloat16)
+    (nl, kl) = last
+    xl, ql, _, zl = make_inputs(M, nl, kl, gs, dev, seed=seed - 1)
+    outl = torch.empty(M, nl, device=dev, dtype=torch.bfloat16)
     stream = torch.cuda.current_stream().cuda_stream
 
     def call(x, q, s, z, out, N, K):
-        rc = shims_lib.int4_cuda_int4_plain_mm(x.data_ptr(), q.data_ptr(), s.data_ptr(), z.data_ptr(), out.data_ptr(),
-                                                M, N, K, gs, stream)
-        assert rc == 0, (rc, shims_lib.int4_cuda_status_string(rc).decode())
+        rc = lib.int4_cuda_int4_plain_mm(x.data_ptr(), q.data_ptr(), s.data_ptr(), z.data_ptr(), out.data_ptr(),
+                                         M, N, K, gs, stream)
+        assert rc == 0, (rc, lib.int4_cuda_status_string(rc).decode())
 
-    for rep in range(3):
+    for rep in range(reps):
         for o in outs + [outl]:
             o.fill_(float("nan"))
         torch.cuda.synchronize()
@@ -618,12 +569,32 @@ def test_prefill_back_to_back_chain(shims_lib, dev):
         for (N, K), (q, s, z), out in zip(links, ws, outs):
             call(x, q, s, z, out, N, K)
             x = out
-        call(xl, ql, outs[-1].view(16384, 128), zl, outl, 16384, 4096)
+        call(xl, ql, outs[-1].view(nl, kl // gs), zl, outl, nl, kl)
         torch.cuda.synchronize()
         for i, ((N, K), (q, s, z), xin, out) in enumerate(zip(links, ws, [x0] + outs[:-1], outs)):
             ref = reference(xin, q, s, z, gs)
             rel = (torch.linalg.norm(out.double() - ref) / torch.linalg.norm(ref)).item()
             assert rel <= 1e-2, f"rep {rep} link {i} ({N}x{K}): relative error {rel:.3e}"
-        ref = reference(xl, ql, outs[-1].view(16384, 128), zl, gs)
+        ref = reference(xl, ql, outs[-1].view(nl, kl // gs), zl, gs)
         rel = (torch.linalg.norm(outl.double() - ref) / torch.linalg.norm(ref)).item()
         assert rel <= 1e-2, f"rep {rep} scale link: relative error {rel:.3e}"
+
+
+def test_back_to_back_chain(shims_lib, dev):
+    """M = 1 calls chained (run_chain): the programmatic-dependent-launch edges of shims/pdl.cuh, where
+    the decode kernel prefetches weights before griddepcontrol.wait and triggers its successor early
+    (every overlap mode of decode_overlap: whole tile, first k-iteration, none). The last link reads
+    the previous output as its scale, so it also checks that a prefetched weight tensor written by
+    the previous kernel is read fresh."""
+    # Overlap: tile, tile, none (persistent), first k-iteration (long K, one block per tile).
+    run_chain(shims_lib, dev, 1, [(576, 576), (1536, 576), (14336, 1536), (1024, 14336)], (32, 1024), seed=1234,
+              reps=10)
+
+
+def test_prefill_back_to_back_chain(shims_lib, dev):
+    """M = 512 calls chained (run_chain). On Hopper the one-wave split-K grids (4096x4096, 2048x6144,
+    4096x2048) let their successor launch while they still run (sm90_trigger_early), so its blocks
+    are resident before these outputs exist; the unsplit grids (6144x4096, and 16384x4096 in several
+    waves) do not."""
+    run_chain(shims_lib, dev, 512, [(4096, 4096), (4096, 4096), (6144, 4096), (2048, 6144), (4096, 2048)],
+              (16384, 4096), seed=4321, reps=3)
