@@ -1075,8 +1075,8 @@ bool sm90_wide_scales(const Args& a) {
 
 // Whether the Hopper prefill lets the next kernel launch early (the kernel's `early`): only a grid
 // split over K (clusters) that fits in one wave, 1 block per SM. Measured on H100 back to back, best
-// of two (notes v66, v71): split grids at M = 128 / 256 and with small N or K are 2-3 % faster in
-// every visit (4096x4096 M = 128 -2.6 / -2.7 / -2.8 / -2.7 %, 2048x4096 M = 512 -2.5 / -2.7 %);
+// of two (notes v66, v71): split grids at M = 128 / 256 and with small N or K are 1.7-2.8 % faster
+// in every visit (4096x4096 M = 128 -2.6 / -2.7 / -2.8 / -2.7 %, 2048x4096 M = 512 -2.5 / -2.7 %);
 // 4096x4096 M = 512 -1.9 to +0.7 % and 4096x14336 M = 512 -0.9 to +1.8 % (within a run's spread).
 // Unsplit grids are slower: 6144x4096 M = 512 (96 blocks; the next call's blocks park on its 36
 // idle SMs) +1.8 to +3.6 %, 28672x4096 (several waves) +1.2 %.
