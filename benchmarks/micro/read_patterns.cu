@@ -3,6 +3,7 @@
 // method gets here (deeper unrolled loads, TMA bulk copies into a shared-memory ring). Prints one table.
 // Build: nvcc -O3 -std=c++17 -arch=sm_90 benchmarks/micro/read_patterns.cu -o build-gpu/read_patterns
 // Run: read_patterns (the 28672 x 4096 pattern table) | read_patterns sizes (the ceiling per issue shape)
+//      | read_patterns tiles N K (the 16-row pattern's warp order at one shape)
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -94,14 +95,18 @@ __global__ void __launch_bounds__(256) k_bulk(const uint8_t* p, size_t bytes, ui
 // Matvec-like: warp = 16 rows; lane (g, t) reads CH bytes (CH/16 loads) of rows g and g+8 per iteration,
 // 4 lanes cover 4*CH contiguous bytes of a row per iteration. WK warps of a block split the row.
 // Loads for U iterations are issued before any is consumed (register batch), double buffered.
-template <int CH, int U>
+// IL (interleaved): warp w takes iterations w, w + WK, w + 2 WK, ... so that at any moment the block's
+// warps read one contiguous run of each row (WK x 4 CH bytes) instead of WK runs a warp's range apart.
+template <int CH, int U, bool IL = false>
 __global__ void __launch_bounds__(256) k_tile(const uint8_t* q, int N, int RB, uint32_t* sink, int persistent_stride) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, WK = blockDim.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int per_it = 4 * CH;
   const int KI = RB / per_it;
   const int per_warp = (KI + WK - 1) / WK;
-  const int ib = warp * per_warp, ie = min(KI, ib + per_warp);
+  // Iteration index i of this warp (ib <= i < ie) reads row bytes at it_off(i) * per_it.
+  const int ib = IL ? 0 : warp * per_warp, ie = IL ? (KI - warp + WK - 1) / WK : min(KI, ib + per_warp);
+  auto it_off = [&](int i) { return IL ? warp + i * WK : i; };
   const int tiles = N / 16;
   uint32_t acc = 0;
   constexpr int L = CH / 16;
@@ -116,8 +121,8 @@ __global__ void __launch_bounds__(256) k_tile(const uint8_t* q, int N, int RB, u
         for (int l = 0; l < L; ++l) {
           const int it = it0 + u;
           if (it < ie) {
-            d[u][l] = ld_na(r0 + it * per_it + 16 * l);
-            d[u][L + l] = ld_na(r1 + it * per_it + 16 * l);
+            d[u][l] = ld_na(r0 + it_off(it) * per_it + 16 * l);
+            d[u][L + l] = ld_na(r1 + it_off(it) * per_it + 16 * l);
           } else {
             d[u][l] = d[u][L + l] = make_uint4(0, 0, 0, 0);
           }
@@ -148,6 +153,30 @@ __global__ void k_fill(uint32_t* p, size_t n4, uint32_t seed) {
     h ^= h >> 15; h *= 0x85EBCA77u; h ^= h >> 13;
     p[i] = h;
   }
+}
+
+// Median time per launch (us) of launch(b) over every buffer, back to back in one CUDA graph, `inner`
+// passes, 9 replays; negative on a CUDA error.
+template <class F>
+float time_graph(cudaStream_t st, const std::vector<uint8_t*>& bufs, int inner, F launch) {
+  cudaEvent_t e0, e1; cudaEventCreate(&e0); cudaEventCreate(&e1);
+  cudaGraph_t g; cudaGraphExec_t ge;
+  CKF(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+  for (int i = 0; i < inner; ++i)
+    for (auto* b : bufs) launch(b);
+  CKF(cudaStreamEndCapture(st, &g));
+  CKF(cudaGraphInstantiate(&ge, g, 0));
+  CKF(cudaGraphLaunch(ge, st));
+  CKF(cudaStreamSynchronize(st));
+  std::vector<float> ts;
+  for (int r = 0; r < 9; ++r) {
+    cudaEventRecord(e0, st); cudaGraphLaunch(ge, st); cudaEventRecord(e1, st); cudaEventSynchronize(e1);
+    float ms; cudaEventElapsedTime(&ms, e0, e1); ts.push_back(ms * 1e3f / (inner * bufs.size()));
+  }
+  cudaGraphExecDestroy(ge); cudaGraphDestroy(g);
+  cudaEventDestroy(e0); cudaEventDestroy(e1);
+  std::sort(ts.begin(), ts.end());
+  return ts[4];
 }
 
 // "sizes": the read ceiling at each issue shape's size. For the bytes an M = 1 call at gs 32 reads
@@ -190,24 +219,7 @@ int sizes_mode() {
     }
     CK(cudaDeviceSynchronize());
     const int inner = std::max(1, 1000 / copies);
-    auto time_graph = [&](auto launch) {
-      cudaGraph_t g; cudaGraphExec_t ge;
-      CKF(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-      for (int i = 0; i < inner; ++i)
-        for (auto* b : bufs) launch(b);
-      CKF(cudaStreamEndCapture(st, &g));
-      CKF(cudaGraphInstantiate(&ge, g, 0));
-      CKF(cudaGraphLaunch(ge, st));
-      CKF(cudaStreamSynchronize(st));
-      std::vector<float> ts;
-      for (int r = 0; r < 9; ++r) {
-        cudaEventRecord(e0, st); cudaGraphLaunch(ge, st); cudaEventRecord(e1, st); cudaEventSynchronize(e1);
-        float ms; cudaEventElapsedTime(&ms, e0, e1); ts.push_back(ms * 1e3f / (inner * copies));
-      }
-      cudaGraphExecDestroy(ge); cudaGraphDestroy(g);
-      std::sort(ts.begin(), ts.end());
-      return ts[4];
-    };
+    auto time_graph = [&](auto launch) { return ::time_graph(st, bufs, inner, launch); };
     float best = 1e30f; char best_name[64] = "";
     bool failed = false;
     char line[512]; int lp = 0;
@@ -245,8 +257,47 @@ int sizes_mode() {
   return 0;
 }
 
+// "tiles N K": the packed weights of one N x K shape (N rows of K/2 bytes) read in the 16-row matvec
+// pattern with no compute, one block of 8 warps per row tile: each warp on a contiguous k-range
+// (as the register decode kernels) or interleaved (IL), 64 / 128 bytes per row per iteration, U = 1
+// or 2 iterations per batch; and a contiguous one-pass read of the same bytes. Graph-timed as sizes.
+int tiles_mode(int N, int K) {
+  uint32_t* sink; CK(cudaMalloc(&sink, 4));
+  cudaStream_t st; CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  const int RB = K / 2, tiles = N / 16;
+  const size_t bytes = (size_t)N * RB;
+  const int copies = (int)std::min<size_t>(256, std::max<size_t>(2, (400u << 20) / bytes + 1));
+  std::vector<uint8_t*> bufs(copies);
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    CK(cudaMalloc(&bufs[i], bytes));
+    k_fill<<<1024, 256>>>((uint32_t*)bufs[i], bytes / 4, (uint32_t)i);
+  }
+  CK(cudaDeviceSynchronize());
+  const int inner = std::max(1, 1000 / copies);
+  printf("%d x %d: %.1f MB of packed weights, %d row tiles\n", N, K, bytes / 1e6, tiles);
+  auto row = [&](const char* name, float us) {
+    printf("%-40s %8.2f us %7.0f GB/s\n", name, us, bytes / (us * 1e-6) / 1e9);
+  };
+#define TL(CH, U, IL, NAME) row(NAME, time_graph(st, bufs, inner, [&](uint8_t* b) { k_tile<CH, U, IL><<<tiles, 256, 0, st>>>(b, N, RB, sink, 0); }))
+  TL(16, 1, false, "64 B/row/it U1 contiguous warps");
+  TL(16, 1, true, "64 B/row/it U1 interleaved warps");
+  TL(16, 2, false, "64 B/row/it U2 contiguous warps");
+  TL(16, 2, true, "64 B/row/it U2 interleaved warps");
+  TL(32, 1, false, "128 B/row/it U1 contiguous warps");
+  TL(32, 1, true, "128 B/row/it U1 interleaved warps");
+  TL(32, 2, false, "128 B/row/it U2 contiguous warps");
+  TL(32, 2, true, "128 B/row/it U2 interleaved warps");
+#undef TL
+  const int grid = (int)((bytes / 16 + 255) / 256);
+  row("one pass, 1 x 16B/thread", time_graph(st, bufs, inner, [&](uint8_t* b) { k_contig<<<grid, 256, 0, st>>>((const uint4*)b, bytes / 16, sink); }));
+  CK(cudaGetLastError());
+  for (auto* b : bufs) CK(cudaFree(b));
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "sizes") return sizes_mode();
+  if (argc > 3 && std::string(argv[1]) == "tiles") return tiles_mode(atoi(argv[2]), atoi(argv[3]));
   const int N = 28672, RB = 2048;  // 28672 x 4096 int4 weights
   const size_t bytes = (size_t)N * RB;
   const int copies = 8;  // 470 MB: defeats the 50 MB L2
