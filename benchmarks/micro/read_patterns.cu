@@ -155,6 +155,21 @@ __global__ void k_fill(uint32_t* p, size_t n4, uint32_t seed) {
   }
 }
 
+// Copies of `bytes` of non-constant data, enough (>= 400 MB, 2 to 256 copies) that back-to-back
+// reads of them never hit the 50 MB L2. False (after printing why) on a CUDA error.
+static bool rotation(size_t bytes, std::vector<uint8_t*>& bufs) {
+  const int copies = (int)std::min<size_t>(256, std::max<size_t>(2, (400u << 20) / bytes + 1));
+  bufs.assign(copies, nullptr);
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    cudaError_t e = cudaMalloc(&bufs[i], bytes);
+    if (e != cudaSuccess) { printf("cudaMalloc: %s\n", cudaGetErrorString(e)); return false; }
+    k_fill<<<1024, 256>>>((uint32_t*)bufs[i], bytes / 4, (uint32_t)i);
+  }
+  const cudaError_t e = cudaDeviceSynchronize();
+  if (e != cudaSuccess) { printf("fill: %s\n", cudaGetErrorString(e)); return false; }
+  return true;
+}
+
 // Median time per launch (us) of launch(b) over every buffer, back to back in one CUDA graph, `inner`
 // passes, 9 replays; negative on a CUDA error.
 template <class F>
@@ -211,14 +226,9 @@ int sizes_mode() {
   for (const Shape& sh : shapes) {
     const size_t bytes = ((size_t)sh.N * sh.K / 2 + (size_t)4 * sh.N * (sh.K / 32) + 15) / 16 * 16;
     const size_t n16 = bytes / 16;
-    const int copies = (int)std::min<size_t>(256, std::max<size_t>(2, (400u << 20) / bytes + 1));
-    std::vector<uint8_t*> bufs(copies);
-    for (size_t i = 0; i < bufs.size(); ++i) {
-      CK(cudaMalloc(&bufs[i], bytes));
-      k_fill<<<1024, 256>>>((uint32_t*)bufs[i], bytes / 4, (uint32_t)i);
-    }
-    CK(cudaDeviceSynchronize());
-    const int inner = std::max(1, 1000 / copies);
+    std::vector<uint8_t*> bufs;
+    if (!rotation(bytes, bufs)) return 1;
+    const int inner = std::max(1, 1000 / (int)bufs.size());
     auto time_graph = [&](auto launch) { return ::time_graph(st, bufs, inner, launch); };
     float best = 1e30f; char best_name[64] = "";
     bool failed = false;
@@ -266,27 +276,21 @@ int tiles_mode(int N, int K) {
   cudaStream_t st; CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   const int RB = K / 2, tiles = N / 16;
   const size_t bytes = (size_t)N * RB;
-  const int copies = (int)std::min<size_t>(256, std::max<size_t>(2, (400u << 20) / bytes + 1));
-  std::vector<uint8_t*> bufs(copies);
-  for (size_t i = 0; i < bufs.size(); ++i) {
-    CK(cudaMalloc(&bufs[i], bytes));
-    k_fill<<<1024, 256>>>((uint32_t*)bufs[i], bytes / 4, (uint32_t)i);
-  }
-  CK(cudaDeviceSynchronize());
-  const int inner = std::max(1, 1000 / copies);
+  std::vector<uint8_t*> bufs;
+  if (!rotation(bytes, bufs)) return 1;
+  const int inner = std::max(1, 1000 / (int)bufs.size());
   printf("%d x %d: %.1f MB of packed weights, %d row tiles\n", N, K, bytes / 1e6, tiles);
   auto row = [&](const char* name, float us) {
     printf("%-40s %8.2f us %7.0f GB/s\n", name, us, bytes / (us * 1e-6) / 1e9);
   };
-#define TL(CH, U, IL, NAME) row(NAME, time_graph(st, bufs, inner, [&](uint8_t* b) { k_tile<CH, U, IL><<<tiles, 256, 0, st>>>(b, N, RB, sink, 0); }))
-  TL(16, 1, false, "64 B/row/it U1 contiguous warps");
-  TL(16, 1, true, "64 B/row/it U1 interleaved warps");
-  TL(16, 2, false, "64 B/row/it U2 contiguous warps");
-  TL(16, 2, true, "64 B/row/it U2 interleaved warps");
-  TL(32, 1, false, "128 B/row/it U1 contiguous warps");
-  TL(32, 1, true, "128 B/row/it U1 interleaved warps");
-  TL(32, 2, false, "128 B/row/it U2 contiguous warps");
-  TL(32, 2, true, "128 B/row/it U2 interleaved warps");
+  // Each configuration twice: warps on contiguous k-ranges, then interleaved.
+#define TL(CH, U, NAME)                                                                                               \
+  row(NAME ", contiguous warps", time_graph(st, bufs, inner, [&](uint8_t* b) { k_tile<CH, U, false><<<tiles, 256, 0, st>>>(b, N, RB, sink, 0); })); \
+  row(NAME ", interleaved warps", time_graph(st, bufs, inner, [&](uint8_t* b) { k_tile<CH, U, true><<<tiles, 256, 0, st>>>(b, N, RB, sink, 0); }))
+  TL(16, 1, "64 B/row/it U1");
+  TL(16, 2, "64 B/row/it U2");
+  TL(32, 1, "128 B/row/it U1");
+  TL(32, 2, "128 B/row/it U2");
 #undef TL
   const int grid = (int)((bytes / 16 + 255) / 256);
   row("one pass, 1 x 16B/thread", time_graph(st, bufs, inner, [&](uint8_t* b) { k_contig<<<grid, 256, 0, st>>>((const uint4*)b, bytes / 16, sink); }));
