@@ -272,6 +272,10 @@ int sizes_mode() {
 // (as the register decode kernels) or interleaved (IL), 64 / 128 bytes per row per iteration, U = 1
 // or 2 iterations per batch; and a contiguous one-pass read of the same bytes. Graph-timed as sizes.
 int tiles_mode(int N, int K) {
+  if (N <= 0 || N % 16 != 0 || K <= 0 || K % 256 != 0) {
+    printf("tiles N K: N a multiple of 16 and K of 256 (whole 128-byte iterations of every row)\n");
+    return 2;
+  }
   uint32_t* sink; CK(cudaMalloc(&sink, 4));
   cudaStream_t st; CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   const int RB = K / 2, tiles = N / 16;
