@@ -67,6 +67,10 @@ static double pearson(const std::vector<double>& a, const std::vector<double>& b
 int main(int argc, char** argv) {
   double mb = argc > 1 ? atof(argv[1]) : 37.0;
   int bps = argc > 2 ? atoi(argv[2]) : 2;
+  if (!(mb > 0) || bps < 1 || bps > 8) {
+    printf("usage: sm_shares [MB per call > 0] [blocks per SM, 1-8]\n");
+    return 2;
+  }
   cudaDeviceProp prop; CK(cudaGetDeviceProperties(&prop, 0));
   const int nsm = prop.multiProcessorCount;
 
